@@ -1,0 +1,1 @@
+"""Pipeline steps (fetch, load, ingest, report) and the `kairos-sync` CLI."""

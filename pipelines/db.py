@@ -1,0 +1,59 @@
+"""Database access: engine from a URL, default embedded SQLite, Alembic migrations.
+
+`--db` defaults to KAIROS_DATABASE_URL, else the embedded SQLite file under var/.
+The same schema runs on PostgreSQL and SQLite; the migrations live in sql/migrations.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "kairos.sqlite"
+
+
+def default_database_url() -> str:
+    """KAIROS_DATABASE_URL if set, else the embedded SQLite file."""
+    url = os.environ.get("KAIROS_DATABASE_URL")
+    if url:
+        return url
+    DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """An engine for `url` (or the default). SQLite gets foreign keys and WAL on."""
+    url = url or default_database_url()
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def read_sql(relative_path: str) -> str:
+    """Text of a SQL file under sql/ (queries live in files, not in Python strings)."""
+    return (SQL_DIR / relative_path).read_text(encoding="utf-8")
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database schema to `revision` with Alembic (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

@@ -1,0 +1,1 @@
+"""Data-quality rules over the loaded KAIROS model."""

@@ -1,0 +1,1 @@
+"""LHEO reading, validation and mapping to the KAIROS session model."""

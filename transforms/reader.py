@@ -1,0 +1,568 @@
+"""Streaming, validating LHEO reader.
+
+Reads an LHEO 2.2 or 2.3 document (plain or gzip) with lxml `iterparse`, one `formation`
+at a time, so memory stays bounded whatever the file size. Each formation is validated
+on its own against the project's schema (lheo_schemas/): valid ones come out as typed
+records (transforms.records), invalid ones as `QuarantinedRecord`s carrying the line,
+the path of the failing element and a plain message. One bad record never stops the file.
+
+Whole-document failures (empty, not XML, truncated, unknown namespace, wrong root, a
+DOCTYPE) raise `DocumentError` naming the file: callers treat the snapshot as refused.
+A truncation is only seen when the parser reaches it, possibly after records were
+yielded; that is why loading a snapshot is one transaction (pipelines/load.py).
+
+Parsing is locked down: no network, no DTD loading, no entity substitution, and any
+document that carries a DOCTYPE is refused whole (LHEO never needs one).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, cast
+
+from lxml import etree
+
+from lheo_schemas import schema_path
+from transforms.lheo_dates import LheoDate, parse_lheo_date
+from transforms.records import (
+    NAMESPACE_OF,
+    NAMESPACES,
+    Action,
+    Address,
+    Coordinates,
+    Extra,
+    Formateur,
+    Formation,
+    Funder,
+    LheoVersion,
+    Organisation,
+    Period,
+    QuarantinedRecord,
+    Recruitment,
+    Rejection,
+    Session,
+    TrainingPlace,
+)
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DocumentError(Exception):
+    """The whole document is refused: nothing downstream may use it."""
+
+    def __init__(self, file: str | os.PathLike[str], message: str) -> None:
+        super().__init__(f"{os.fspath(file)}: {message}")
+        self.file = os.fspath(file)
+        self.reason = message
+
+
+@lru_cache(maxsize=4)
+def load_schema(lheo_version: LheoVersion) -> etree.XMLSchema:
+    """The project's compiled XSD for a version (parsed once per process)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(schema_path(lheo_version)), parser))
+
+
+_NS_IN_MESSAGE = re.compile(r"\{[^}]*\}")
+def plain_message(message: str) -> str:
+    """libxml2's message without namespace URIs, which only hide the element's name."""
+    return _NS_IN_MESSAGE.sub("", message).strip()
+
+
+def readable_path(tree: etree._ElementTree, libxml_path: str | None) -> str:
+    """libxml2's positional path (`/*/*/*/*[12]/*[19]`) → `/formation/action/session[2]/…`.
+
+    Resolved on the wrapper document while the record is still in it; local names only,
+    with an index where siblings share the name, so a person can find the element.
+    """
+    if not libxml_path:
+        return ""
+    try:
+        found = tree.xpath(libxml_path)
+    except etree.XPathError:
+        return libxml_path
+    if not isinstance(found, list) or not found or not isinstance(found[0], etree._Element):
+        return libxml_path
+    steps: list[str] = []
+    node: etree._Element | None = found[0]
+    while node is not None and etree.QName(node).localname != "offres":
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent.iterchildren(node.tag)]
+            if len(same) > 1:
+                name = f"{name}[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
+
+
+class OfferReader:
+    """Iterate over the formations of one LHEO file.
+
+    >>> with OfferReader("offers.xml", source="smf-normandie") as reader:
+    ...     for item in reader:          # Formation or QuarantinedRecord
+    ...         ...
+    ...     reader.counts                # {"formations": …, "valid": …, "quarantined": …}
+    """
+
+    def __init__(self, path: str | os.PathLike[str], source: str | None = None) -> None:
+        self.path = Path(path)
+        self.source = source
+        self.counts = {"formations": 0, "valid": 0, "quarantined": 0}
+        self._stream: IO[bytes] | None = None
+        self._lheo_version: LheoVersion | None = None
+        self._events: Iterator[tuple[str, Any]] | None = None
+        self._done = False
+
+    # -- opening ---------------------------------------------------------------------
+    def __enter__(self) -> OfferReader:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the file and check its root (version, namespace, no DOCTYPE) before streaming."""
+        self._lheo_version = self._check_root(self._peek_root())
+        self._stream = self._open_stream()
+        self._events = iter(
+            etree.iterparse(
+                self._stream,
+                events=("end",),
+                tag=f"{{{NAMESPACE_OF[self._lheo_version]}}}formation",
+                resolve_entities=False,
+                no_network=True,
+                load_dtd=False,
+                huge_tree=False,
+                remove_comments=True,
+                remove_pis=True,
+            )
+        )
+
+    def _open_stream(self) -> IO[bytes]:
+        try:
+            raw = self.path.open("rb")
+        except OSError as exc:
+            raise DocumentError(self.path, f"cannot open file: {exc.strerror or exc}") from exc
+        head = raw.read(2)
+        raw.seek(0)
+        if not head:
+            raw.close()
+            raise DocumentError(self.path, "file is empty")
+        if head == GZIP_MAGIC:
+            raw.close()
+            return cast(IO[bytes], gzip.open(self.path, "rb"))
+        return raw
+
+    def _peek_root(self) -> etree._Element:
+        """Parse only up to the root's start tag: cheap, and refuses non-LHEO files early."""
+        parser = etree.XMLPullParser(
+            events=("start",), resolve_entities=False, no_network=True, load_dtd=False
+        )
+        with self._open_stream() as stream:
+            try:
+                while True:
+                    chunk = stream.read(16384)
+                    if not chunk:
+                        parser.close()  # raises on an empty or unfinished prolog
+                        break
+                    parser.feed(chunk)
+                    for _event, element in parser.read_events():
+                        return cast(etree._Element, element)
+            except etree.XMLSyntaxError as exc:
+                raise DocumentError(self.path, self._syntax_message(exc)) from exc
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                raise DocumentError(self.path, f"truncated or corrupt gzip stream ({exc})") from exc
+        raise DocumentError(self.path, "not an XML document: no root element")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    @property
+    def lheo_version(self) -> LheoVersion:
+        if self._lheo_version is None:
+            raise RuntimeError("OfferReader is not open")
+        return self._lheo_version
+
+    # -- whole-document checks -------------------------------------------------------
+    def _next_event(self) -> etree._Element | None:
+        assert self._events is not None
+        try:
+            _event, element = next(self._events)
+        except StopIteration:
+            return None
+        except etree.XMLSyntaxError as exc:
+            raise DocumentError(self.path, self._syntax_message(exc, self._at_eof())) from exc
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DocumentError(self.path, f"truncated or corrupt gzip stream ({exc})") from exc
+        return cast(etree._Element, element)
+
+    def _at_eof(self) -> bool:
+        """After a syntax error: did the parser stop because the input ran out?"""
+        try:
+            return self._stream is not None and self._stream.read(1) == b""
+        except (OSError, EOFError, zlib.error):
+            return True
+
+    def _syntax_message(self, exc: etree.XMLSyntaxError, at_eof: bool = False) -> str:
+        text = str(exc.msg or exc)
+        line = exc.lineno
+        lowered = text.lower()
+        if "premature end of data" in lowered or (at_eof and "extra content" not in lowered):
+            kind = "truncated XML (the document ends before <lheo> is closed)"
+        elif "start tag expected" in lowered or "document is empty" in lowered:
+            kind = "not an XML document"
+        elif "entity" in lowered:
+            kind = "entity declarations or references are refused"
+        else:
+            kind = "malformed XML"
+        where = f" at line {line}" if line else ""
+        return f"{kind}{where}: {text}"
+
+    def _check_root(self, root: etree._Element) -> LheoVersion:
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            raise DocumentError(
+                self.path,
+                "the document declares a DOCTYPE; LHEO needs none and DTDs/entities are "
+                "refused for safety",
+            )
+        qname = etree.QName(root)
+        version = NAMESPACES.get(qname.namespace or "")
+        if version is None:
+            known = ", ".join(sorted(NAMESPACES))
+            raise DocumentError(
+                self.path,
+                f"unknown namespace {qname.namespace!r} on root <{qname.localname}>: "
+                f"expected one of {known}",
+            )
+        if qname.localname != "lheo":
+            raise DocumentError(
+                self.path, f"root element is <{qname.localname}>, expected <lheo> ({version})"
+            )
+        return version
+
+    # -- iteration -------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Formation | QuarantinedRecord]:
+        if self._events is None:
+            self.open()
+        if self._done:
+            return
+        version = self.lheo_version
+        namespace = NAMESPACE_OF[version]
+        schema = load_schema(version)
+        wrapper = etree.Element(f"{{{namespace}}}lheo", nsmap={None: namespace})
+        offres = etree.SubElement(wrapper, f"{{{namespace}}}offres")
+        extractor = _Extractor(namespace, version)
+
+        element = self._next_event()
+        while element is not None:
+            parent = element.getparent()
+            expected_parent = parent is not None and parent.tag == f"{{{namespace}}}offres"
+            if expected_parent:
+                self.counts["formations"] += 1
+                yield self._check_one(element, offres, schema, extractor)
+            element = self._next_event()
+        self._done = True
+
+    def _check_one(
+        self,
+        element: etree._Element,
+        offres: etree._Element,
+        schema: etree.XMLSchema,
+        extractor: _Extractor,
+    ) -> Formation | QuarantinedRecord:
+        numero = element.get("numero")
+        line = element.sourceline
+        offres.append(element)  # moves it: validated alone, wrapped in lheo/offres
+        try:
+            if schema.validate(offres.getroottree()):
+                self.counts["valid"] += 1
+                return extractor.formation(element)
+            tree = offres.getroottree()
+            reasons = tuple(
+                Rejection(
+                    line=e.line,
+                    path=readable_path(tree, e.path),
+                    message=plain_message(e.message),
+                )
+                for e in schema.error_log
+            )
+            self.counts["quarantined"] += 1
+            return QuarantinedRecord(
+                source=self.source,
+                file=str(self.path),
+                numero=numero,
+                line=line,
+                reasons=reasons,
+            )
+        finally:
+            offres.remove(element)
+            element.clear()
+
+
+def read_offers(
+    path: str | os.PathLike[str], source: str | None = None
+) -> Iterator[Formation | QuarantinedRecord]:
+    """Convenience generator over a file's formations (opens and closes the reader)."""
+    with OfferReader(path, source) as reader:
+        yield from reader
+
+
+# --------------------------------------------------------------------------------------
+# From a valid `formation` element to records. The schema has already checked structure,
+# lengths and codes, so extraction only converts; it never decides validity.
+# --------------------------------------------------------------------------------------
+class _Extractor:
+    def __init__(self, namespace: str, version: LheoVersion) -> None:
+        self.ns = namespace
+        self.version = version
+        self._q: dict[str, str] = {}
+
+    def q(self, name: str) -> str:
+        tag = self._q.get(name)
+        if tag is None:
+            tag = self._q[name] = f"{{{self.ns}}}{name}"
+        return tag
+
+    def text(self, element: etree._Element | None, name: str) -> str | None:
+        if element is None:
+            return None
+        child = element.find(self.q(name))
+        if child is None or child.text is None:
+            return None
+        value = child.text.strip()
+        return value or None
+
+    def texts(self, element: etree._Element | None, name: str) -> tuple[str, ...]:
+        if element is None:
+            return ()
+        return tuple(
+            c.text.strip() for c in element.iterchildren(self.q(name)) if c.text and c.text.strip()
+        )
+
+    def integer(self, element: etree._Element | None, name: str) -> int | None:
+        value = self.text(element, name)
+        return int(value) if value is not None else None
+
+    def date(self, element: etree._Element | None, name: str) -> LheoDate | None:
+        return parse_lheo_date(self.text(element, name))
+
+    def child(self, element: etree._Element | None, name: str) -> etree._Element | None:
+        return None if element is None else element.find(self.q(name))
+
+    def children(self, element: etree._Element, name: str) -> Iterator[etree._Element]:
+        return element.iterchildren(self.q(name))
+
+    # -- leaves ------------------------------------------------------------------
+    def extras(self, element: etree._Element) -> tuple[Extra, ...]:
+        found: list[Extra] = []
+        for extras in self.children(element, "extras"):
+            for extra in extras.iter(self.q("extra")):
+                value = "".join(extra.itertext()).strip()
+                found.append(Extra(info=extra.get("info"), value=value))
+        return tuple(found)
+
+    def address(self, element: etree._Element | None) -> Address | None:
+        if element is None:
+            return None
+        geo = self.child(element, "geolocalisation")
+        return Address(
+            lines=self.texts(element, "ligne"),
+            postal_code=self.text(element, "codepostal"),
+            city=self.text(element, "ville"),
+            departement=self.text(element, "departement"),
+            insee_commune=self.text(element, "code-INSEE-commune"),
+            region=self.text(element, "region"),
+            country=self.text(element, "pays"),
+            latitude=self.text(geo, "latitude"),
+            longitude=self.text(geo, "longitude"),
+            denomination=self.text(element, "denomination"),
+        )
+
+    def coordinates(self, holder: etree._Element | None) -> Coordinates | None:
+        """`coordonnees` below `holder` (contact-*, lieu-de-formation, …)."""
+        element = self.child(holder, "coordonnees")
+        if element is None:
+            return None
+        return Coordinates(
+            civilite=self.text(element, "civilite"),
+            nom=self.text(element, "nom"),
+            prenom=self.text(element, "prenom"),
+            lines=self.texts(element, "ligne"),
+            address=self.address(self.child(element, "adresse")),
+            phones=self.texts(self.child(element, "telfixe"), "numtel"),
+            mobiles=self.texts(self.child(element, "portable"), "numtel"),
+            email=self.text(element, "courriel"),
+            web=self.texts(self.child(element, "web"), "urlweb"),
+        )
+
+    def contacts(self, element: etree._Element, name: str) -> tuple[Coordinates, ...]:
+        found = (self.coordinates(c) for c in self.children(element, name))
+        return tuple(c for c in found if c is not None)
+
+    def period(self, element: etree._Element | None) -> Period | None:
+        if element is None:
+            return None
+        return Period(debut=self.date(element, "debut"), fin=self.date(element, "fin"))
+
+    def siret(self, holder: etree._Element | None) -> str | None:
+        """SIRET inside a `SIRET-…` wrapper element."""
+        return self.text(holder, "SIRET")
+
+    def flag(self, element: etree._Element | None, name: str) -> bool | None:
+        value = self.text(element, name)
+        return None if value is None else value == "1"
+
+    # -- structure ---------------------------------------------------------------
+    def formation(self, element: etree._Element) -> Formation:
+        domaine = self.child(element, "domaine-formation")
+        formacodes: list[str] = []
+        if domaine is not None:
+            for code in self.children(domaine, "code-FORMACODE"):
+                value = (code.text or "").strip()
+                if not value:
+                    continue
+                # Rule of the LHEO definition and seed 000: the first FORMACODE is the main
+                # one, unless one is explicitly tagged "principal".
+                if code.get("tag") == "principal":
+                    formacodes.insert(0, value)
+                else:
+                    formacodes.append(value)
+        responsable = self.child(element, "organisme-formation-responsable")
+        assert responsable is not None  # mandatory in the schema
+        return Formation(
+            numero=element.get("numero"),
+            lheo_version=self.version,
+            intitule=self.text(element, "intitule-formation") or "",
+            objectif=self.text(element, "objectif-formation"),
+            resultats_attendus=self.text(element, "resultats-attendus"),
+            contenu=self.text(element, "contenu-formation"),
+            certifiante=self.flag(element, "certifiante"),
+            formacodes=tuple(formacodes),
+            rome_codes=self.texts(domaine, "code-ROME"),
+            nsf_codes=self.texts(domaine, "code-NSF"),
+            objectif_general=self.integer(element, "objectif-general-formation"),
+            niveau_entree=self.integer(element, "code-niveau-entree"),
+            niveau_sortie=self.integer(element, "code-niveau-sortie"),
+            contacts=self.contacts(element, "contact-formation"),
+            responsable=self.organisation(responsable),
+            actions=tuple(self.action(a) for a in self.children(element, "action")),
+            extras=self.extras(element),
+            line=element.sourceline,
+        )
+
+    def organisation(self, element: etree._Element) -> Organisation:
+        return Organisation(
+            siret=self.siret(self.child(element, "SIRET-organisme-formation")) or "",
+            numero_activite=self.text(element, "numero-activite"),
+            nom=self.text(element, "nom-organisme"),
+            raison_sociale=self.text(element, "raison-sociale"),
+            coordinates=self.coordinates(self.child(element, "coordonnees-organisme")),
+            contacts=self.contacts(element, "contact-organisme"),
+            extras=self.extras(element),
+        )
+
+    def action(self, element: etree._Element) -> Action:
+        places = []
+        for place in self.children(element, "lieu-de-formation"):
+            coordinates = self.coordinates(place)
+            assert coordinates is not None  # mandatory in the schema
+            places.append(
+                TrainingPlace(
+                    coordinates=coordinates,
+                    siret=self.siret(self.child(place, "SIRET-lieu-formation")),
+                    uai=self.text(self.child(place, "code-UAI-lieu-formation"), "code-UAI"),
+                    extras=self.extras(place),
+                )
+            )
+        formateurs = tuple(
+            Formateur(
+                siret=self.siret(self.child(f, "SIRET-formateur")) or "",
+                raison_sociale=self.text(f, "raison-sociale-formateur"),
+                contacts=self.contacts(f, "contact-formateur"),
+                extras=self.extras(f),
+            )
+            for f in self.children(element, "organisme-formateur")
+        )
+        funders = tuple(
+            Funder(
+                code=self.text(f, "code-financeur") or "",
+                places=self.integer(f, "nb-places-financees"),
+            )
+            for f in self.children(element, "organisme-financeur")
+        )
+        info_dates = tuple(
+            d
+            for d in (self.date(i, "date") for i in self.children(element, "date-information"))
+            if d is not None
+        )
+        return Action(
+            numero=element.get("numero"),
+            rythme=self.text(element, "rythme-formation"),
+            public_codes=self.texts(element, "code-public-vise"),
+            modalites_entrees_sorties=self.integer(element, "modalites-entrees-sorties"),
+            sessions=tuple(self.session(s) for s in self.children(element, "session")),
+            places=tuple(places),
+            formateurs=formateurs,
+            funders=funders,
+            information_address=self.address(
+                self.child(self.child(element, "adresse-information"), "adresse")
+            ),
+            information_dates=info_dates,
+            recruitment_text=self.text(element, "modalites-recrutement"),
+            hours_total=self.integer(element, "nombre-heures-total"),
+            hours_centre=self.integer(element, "nombre-heures-centre"),
+            hours_entreprise=self.integer(element, "nombre-heures-entreprise"),
+            duree_indicative=self.text(element, "duree-indicative"),
+            urls=self.texts(self.child(element, "url-action"), "urlweb"),
+            extras=self.extras(element),
+            line=element.sourceline,
+        )
+
+    def session(self, element: etree._Element) -> Session:
+        period = self.period(self.child(element, "periode"))
+        assert period is not None  # mandatory in the schema
+        registration = self.child(element, "periode-inscription")
+        return Session(
+            numero=element.get("numero"),
+            period=period,
+            registration_address=self.address(
+                self.child(self.child(element, "adresse-inscription"), "adresse")
+            ),
+            registration_terms=self.text(element, "modalites-inscription"),
+            registration_period=self.period(self.child(registration, "periode")),
+            etat_recrutement=self.integer(element, "etat-recrutement"),
+            recrutements=tuple(self.recruitment(r) for r in self.children(element, "recrutement")),
+            extras=self.extras(element),
+            line=element.sourceline,
+        )
+
+    def recruitment(self, element: etree._Element) -> Recruitment:
+        return Recruitment(
+            modality=self.integer(element, "modalite-recrutement") or 0,
+            period=self.period(self.child(element, "periode")),
+            places=self.integer(element, "nb-places"),
+            address=self.address(self.child(element, "adresse")),
+            start_time=self.text(element, "heure-debut"),
+            end_time=self.text(element, "heure-fin"),
+            remote=self.flag(element, "a-distance"),
+            url=self.text(element, "urlweb"),
+            comment=self.text(element, "commentaire"),
+        )
