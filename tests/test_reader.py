@@ -52,13 +52,15 @@ WHOLE_DOCUMENT_FAILURES = {
         "root element is <offres>, expected <lheo>",
     ),
     "doctype with external entity": (
-        lambda text: text.replace(
-            "<lheo ",
-            '<!DOCTYPE lheo [<!ENTITY secret SYSTEM "file:///etc/hostname">]>\n<lheo ',
-            1,
-        )
-        .replace("<intitule-formation>", "<intitule-formation>&secret;", 1)
-        .encode(),
+        lambda text: (
+            text.replace(
+                "<lheo ",
+                '<!DOCTYPE lheo [<!ENTITY secret SYSTEM "file:///etc/hostname">]>\n<lheo ',
+                1,
+            )
+            .replace("<intitule-formation>", "<intitule-formation>&secret;", 1)
+            .encode()
+        ),
         "declares a DOCTYPE",
     ),
     "entity expansion bomb": (
@@ -198,7 +200,7 @@ def test_quarantine_reasons_name_the_element(tmp_path: Path) -> None:
             "not an element of the set",
         ),
         (
-            ("<debut>20270104</debut>", "<debut>20271304</debut>"),
+            ("<debut>20270104</debut>", "<debut>20272004</debut>"),  # month 13 passes LHEO
             "/formation/action/session[2]/periode/debut",
             "pattern",
         ),
@@ -218,9 +220,9 @@ def test_quarantine_paths(
     path.write_text(text.replace(mutation[0], mutation[1], 1), encoding="utf-8")
     first = read_all(path)[0]
     assert isinstance(first, QuarantinedRecord) and first.numero == "F-RD-1"
-    assert any(
-        r.path == expected_path and expected_message in r.message for r in first.reasons
-    ), first.reasons
+    assert any(r.path == expected_path and expected_message in r.message for r in first.reasons), (
+        first.reasons
+    )
 
 
 # -- records --------------------------------------------------------------------------------
@@ -284,7 +286,9 @@ def test_version_is_known_before_iteration(tmp_path: Path) -> None:
             assert reader.lheo_version == version
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     seed=st.integers(min_value=0, max_value=2**31),
     version=st.sampled_from(["2.2", "2.3"]),

@@ -21,7 +21,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -71,6 +71,13 @@ def load_schema(lheo_version: LheoVersion) -> etree.XMLSchema:
 
 
 _NS_IN_MESSAGE = re.compile(r"\{[^}]*\}")
+
+
+def source_line(element: etree._Element) -> int | None:
+    """The element's line in the source file (lxml-stubs mistype `sourceline`)."""
+    return cast("int | None", element.sourceline)
+
+
 def plain_message(message: str) -> str:
     """libxml2's message without namespace URIs, which only hide the element's name."""
     return _NS_IN_MESSAGE.sub("", message).strip()
@@ -237,7 +244,7 @@ class OfferReader:
 
     def _check_root(self, root: etree._Element) -> LheoVersion:
         docinfo = root.getroottree().docinfo
-        if docinfo.doctype or docinfo.internalDTD is not None:
+        if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None:
             raise DocumentError(
                 self.path,
                 "the document declares a DOCTYPE; LHEO needs none and DTDs/entities are "
@@ -267,7 +274,7 @@ class OfferReader:
         version = self.lheo_version
         namespace = NAMESPACE_OF[version]
         schema = load_schema(version)
-        wrapper = etree.Element(f"{{{namespace}}}lheo", nsmap={None: namespace})
+        wrapper = etree.Element(f"{{{namespace}}}lheo", nsmap={None: namespace})  # type: ignore[dict-item]
         offres = etree.SubElement(wrapper, f"{{{namespace}}}offres")
         extractor = _Extractor(namespace, version)
 
@@ -289,7 +296,7 @@ class OfferReader:
         extractor: _Extractor,
     ) -> Formation | QuarantinedRecord:
         numero = element.get("numero")
-        line = element.sourceline
+        line = source_line(element)
         offres.append(element)  # moves it: validated alone, wrapped in lheo/offres
         try:
             if schema.validate(offres.getroottree()):
@@ -302,7 +309,7 @@ class OfferReader:
                     path=readable_path(tree, e.path),
                     message=plain_message(e.message),
                 )
-                for e in schema.error_log
+                for e in cast(Iterable[Any], schema.error_log)
             )
             self.counts["quarantined"] += 1
             return QuarantinedRecord(
@@ -375,7 +382,7 @@ class _Extractor:
         found: list[Extra] = []
         for extras in self.children(element, "extras"):
             for extra in extras.iter(self.q("extra")):
-                value = "".join(extra.itertext()).strip()
+                value = "".join(str(t) for t in extra.itertext()).strip()
                 found.append(Extra(info=extra.get("info"), value=value))
         return tuple(found)
 
@@ -465,7 +472,7 @@ class _Extractor:
             responsable=self.organisation(responsable),
             actions=tuple(self.action(a) for a in self.children(element, "action")),
             extras=self.extras(element),
-            line=element.sourceline,
+            line=source_line(element),
         )
 
     def organisation(self, element: etree._Element) -> Organisation:
@@ -533,7 +540,7 @@ class _Extractor:
             duree_indicative=self.text(element, "duree-indicative"),
             urls=self.texts(self.child(element, "url-action"), "urlweb"),
             extras=self.extras(element),
-            line=element.sourceline,
+            line=source_line(element),
         )
 
     def session(self, element: etree._Element) -> Session:
@@ -551,7 +558,7 @@ class _Extractor:
             etat_recrutement=self.integer(element, "etat-recrutement"),
             recrutements=tuple(self.recruitment(r) for r in self.children(element, "recrutement")),
             extras=self.extras(element),
-            line=element.sourceline,
+            line=source_line(element),
         )
 
     def recruitment(self, element: etree._Element) -> Recruitment:
