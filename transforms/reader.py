@@ -337,32 +337,50 @@ def read_offers(
 # lengths and codes, so extraction only converts; it never decides validity.
 # --------------------------------------------------------------------------------------
 class _Extractor:
+    """Reads one valid formation into records.
+
+    Each element's children are indexed once by local name (one pass in C order), so the
+    many field look-ups are dictionary hits instead of repeated ElementPath searches.
+    """
+
     def __init__(self, namespace: str, version: LheoVersion) -> None:
         self.ns = namespace
         self.version = version
-        self._q: dict[str, str] = {}
+        self._cut = len(namespace) + 2  # "{namespace}" prefix of every tag
+        self._index: dict[etree._Element, dict[str, list[etree._Element]]] = {}
 
     def q(self, name: str) -> str:
-        tag = self._q.get(name)
-        if tag is None:
-            tag = self._q[name] = f"{{{self.ns}}}{name}"
-        return tag
+        return f"{{{self.ns}}}{name}"
+
+    def kids(self, element: etree._Element) -> dict[str, list[etree._Element]]:
+        index = self._index.get(element)
+        if index is None:
+            index = {}
+            cut = self._cut
+            for child in element:
+                tag = child.tag
+                if type(tag) is str:  # skip entities/comments if any slipped through
+                    index.setdefault(tag[cut:], []).append(child)
+            self._index[element] = index
+        return index
 
     def text(self, element: etree._Element | None, name: str) -> str | None:
         if element is None:
             return None
-        child = element.find(self.q(name))
-        if child is None or child.text is None:
+        found = self.kids(element).get(name)
+        if not found:
             return None
-        value = child.text.strip()
+        value = found[0].text
+        if value is None:
+            return None
+        value = value.strip()
         return value or None
 
     def texts(self, element: etree._Element | None, name: str) -> tuple[str, ...]:
         if element is None:
             return ()
-        return tuple(
-            c.text.strip() for c in element.iterchildren(self.q(name)) if c.text and c.text.strip()
-        )
+        values = (c.text.strip() for c in self.kids(element).get(name, ()) if c.text)
+        return tuple(v for v in values if v)
 
     def integer(self, element: etree._Element | None, name: str) -> int | None:
         value = self.text(element, name)
@@ -372,10 +390,13 @@ class _Extractor:
         return parse_lheo_date(self.text(element, name))
 
     def child(self, element: etree._Element | None, name: str) -> etree._Element | None:
-        return None if element is None else element.find(self.q(name))
+        if element is None:
+            return None
+        found = self.kids(element).get(name)
+        return found[0] if found else None
 
-    def children(self, element: etree._Element, name: str) -> Iterator[etree._Element]:
-        return element.iterchildren(self.q(name))
+    def children(self, element: etree._Element, name: str) -> list[etree._Element]:
+        return self.kids(element).get(name, [])
 
     # -- leaves ------------------------------------------------------------------
     def extras(self, element: etree._Element) -> tuple[Extra, ...]:
@@ -439,6 +460,12 @@ class _Extractor:
 
     # -- structure ---------------------------------------------------------------
     def formation(self, element: etree._Element) -> Formation:
+        try:
+            return self._formation(element)
+        finally:
+            self._index.clear()  # one formation at a time: memory stays flat
+
+    def _formation(self, element: etree._Element) -> Formation:
         domaine = self.child(element, "domaine-formation")
         formacodes: list[str] = []
         if domaine is not None:
