@@ -33,3 +33,22 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf var/* .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: bench bench-quick
+# National-scale benchmark (docs/performance.md); needs xmllint (libxml2-utils) and PostgreSQL.
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python tools/bench.py --quick
+
+.PHONY: airflow airflow-check
+# Airflow trial (docs/deployment.md): `airflow standalone` on var/airflow with ./airflow.cfg,
+# the sample sources generated under var/sources; prints the UI address and login.
+airflow: $(STAMP)
+	$(BIN)/python tools/airflow_trial.py run
+
+# The scheduler really runs the nightly DAG, the asset-triggered report and a backfill
+# (scratch home var/airflow-check; transcript in docs/deployment.md).
+airflow-check: $(STAMP)
+	$(BIN)/python tools/airflow_trial.py check
