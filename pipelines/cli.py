@@ -1,0 +1,366 @@
+"""The `kairos-sync` command line: every pipeline step, callable without Airflow.
+
+Each command is a thin shell over a typed function in pipelines/, transforms/ or
+quality_checks/; the Airflow DAGs call the same functions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from transforms.reader import DocumentError
+
+app = typer.Typer(
+    name="kairos-sync",
+    help="LHEO offers → KAIROS sessions: validate, load, check, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root() -> None:
+    """LHEO offers → KAIROS sessions: validate, load, check, report."""
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a whole-document or usage failure to stderr; returns the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="LHEO file (.xml or .xml.gz)")],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text for people, json for tools")
+    ] = OutputFormat.text,
+) -> None:
+    """Validate every formation of FILE against the project's LHEO schema.
+
+    Exit 0 when the document could be read (even with quarantined records), 2 when the
+    whole document is refused.
+    """
+    from pipelines.validate import validate_offers
+
+    try:
+        report = validate_offers(file)
+    except DocumentError as exc:
+        raise fail(str(exc)) from None
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        typer.echo(report.to_text())
+
+
+class GeneratedLheoVersion(Enum):
+    v22 = "2.2"
+    v23 = "2.3"
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write (.xml or .xml.gz)")],
+    formations: Annotated[int, typer.Option(min=1, help="number of formations")] = 100,
+    seed: Annotated[int, typer.Option(help="same seed, same bytes")] = 0,
+    lheo_version: Annotated[
+        GeneratedLheoVersion, typer.Option("--lheo-version", help="LHEO version")
+    ] = GeneratedLheoVersion.v23,
+    invalid_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of formations given one schema fault")
+    ] = 0.0,
+    reference_date: Annotated[
+        str, typer.Option(help="YYYY-MM-DD around which session dates are spread")
+    ] = "2026-11-01",
+) -> None:
+    """Write a synthetic, deterministic LHEO offer file (see transforms/generator.py)."""
+    import datetime
+
+    from transforms.generator import write_offers
+
+    try:
+        reference = datetime.date.fromisoformat(reference_date)
+    except ValueError:
+        raise fail(f"--reference-date must be YYYY-MM-DD, got {reference_date!r}") from None
+    stats = write_offers(
+        output,
+        formations=formations,
+        seed=seed,
+        lheo_version=str(lheo_version.value),
+        invalid_rate=invalid_rate,
+        reference_date=reference,
+    )
+    typer.echo(
+        f"{output}: {stats.formations} formations, {stats.actions} actions, "
+        f"{stats.sessions} sessions, {len(stats.invalid_numeros)} invalid, "
+        f"{stats.bytes_written} bytes"
+    )
+    if stats.invalid_numeros:
+        shown = ", ".join(stats.invalid_numeros[:10])
+        more = f" … (+{len(stats.invalid_numeros) - 10})" if len(stats.invalid_numeros) > 10 else ""
+        typer.echo(f"invalid formations: {shown}{more}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where samples and outputs go")] = Path("var"),
+    db: Annotated[
+        str | None, typer.Option("--db", help="database URL (default: SQLite in WORKDIR)")
+    ] = None,
+) -> None:
+    """The main job on sample offers (what `make run` runs): prints where outputs are."""
+    from pipelines.demo import run_demo
+
+    typer.echo(run_demo(workdir, db_url=db).summary())
+
+
+# --- issue 3: load, migrate, export (pipelines/load.py, pipelines/export_sessions.py) ---
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL (default: $KAIROS_DATABASE_URL, else var/ SQLite)"),
+]
+
+export_app = typer.Typer(help="Export tables for KAIROS and the Region.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def migrate(db: DbOption = None) -> None:
+    """Create or upgrade the database schema (Alembic, idempotent)."""
+    from pipelines.db import get_engine
+    from pipelines.db import migrate as run_migrations
+
+    engine = get_engine(db)
+    try:
+        run_migrations(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def load(
+    file: Annotated[Path, typer.Argument(help="LHEO snapshot (.xml or .xml.gz)")],
+    source: Annotated[str, typer.Option("--source", help="source name in the config")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
+    ] = None,
+    db: DbOption = None,
+    lock_timeout: Annotated[
+        float | None, typer.Option(help="seconds to wait for a run of the same source")
+    ] = None,
+) -> None:
+    """Read, validate, map and load FILE as the current snapshot of SOURCE.
+
+    Exit 2 when the document is refused whole, the snapshot is refused (mass closing) or
+    another run of the source holds the lock; the ledger row says why.
+    """
+    from pipelines.config import ConfigError
+    from pipelines.db import get_engine
+    from pipelines.db import migrate as run_migrations
+    from pipelines.load import LoadError, load_snapshot
+
+    try:
+        engine = get_engine(db)
+        try:
+            run_migrations(engine)
+        finally:
+            engine.dispose()
+        entry = load_snapshot(
+            file, source=source, config=config, db_url=db, lock_timeout=lock_timeout
+        )
+    except (DocumentError, LoadError, ConfigError) as exc:
+        raise fail(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise fail(f"{file}: {exc.strerror}") from None
+    typer.echo(f"run {entry.run_id} {entry.status}: {entry.source} ← {entry.snapshot_file}")
+    typer.echo(f"  lheo {entry.lheo_version}, sha256 {entry.snapshot_sha256}")
+    for name, value in entry.ledger_counts().items():
+        typer.echo(f"  {name:24} {value}")
+
+
+@export_app.command("sessions")
+def export_sessions_command(
+    db: DbOption = None,
+    output_format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.json,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file (default: stdout)")
+    ] = None,
+) -> None:
+    """Open KAIROS sessions with their open recruitment slots (JSON array or CSV)."""
+    import sys
+
+    from pipelines.export_sessions import ExportFormat as Fmt
+    from pipelines.export_sessions import export_sessions
+
+    fmt: Fmt = "csv" if output_format is ExportFormat.csv else "json"
+    if output is None:
+        export_sessions(sys.stdout, db_url=db, fmt=fmt)
+        return
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        count = export_sessions(handle, db_url=db, fmt=fmt)
+    typer.echo(f"{output}: {count} sessions", err=True)
+
+
+# --- issue 4: KAIROS / France Travail exports (pipelines/kairos_exports/) ---
+
+
+class KairosExportKind(StrEnum):
+    adherents = "adherents"
+    training_plans = "training-plans"
+    appointments = "appointments"
+
+
+@app.command("ingest-kairos")
+def ingest_kairos(
+    file: Annotated[Path, typer.Argument(help="KAIROS / France Travail export (CSV)")],
+    kind: Annotated[KairosExportKind, typer.Option("--kind", help="which export FILE is")],
+    db: DbOption = None,
+) -> None:
+    """Load a KAIROS adherents list, training-plan export or appointments list.
+
+    Candidates are pseudonymised with $KAIROS_PSEUDONYM_KEY. Exit 2 when the file is
+    refused whole or the key is missing; bad lines are quarantined and the rest loads.
+    """
+    from pipelines.kairos_exports import ExportFileError, PseudonymKeyError, ingest_export
+
+    try:
+        if kind is KairosExportKind.adherents:
+            result = ingest_export(file, kind="adherents", db_url=db)
+        elif kind is KairosExportKind.training_plans:
+            result = ingest_export(file, kind="training-plans", db_url=db)
+        else:
+            result = ingest_export(file, kind="appointments", db_url=db)
+    except (ExportFileError, PseudonymKeyError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"run {result.run_id} {result.status}: {kind.value} ← {file.name}")
+    typer.echo(f"  encoding {result.encoding}, separator '{result.separator}'")
+    for name, value in sorted(result.counts.items()):
+        typer.echo(f"  {name:24} {value}")
+
+
+@export_app.command("enrolments")
+def export_enrolments_command(
+    db: DbOption = None,
+    output_format: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.json,
+) -> None:
+    """Enrolments (pseudonymised candidates) with their current status (JSON or CSV)."""
+    from pipelines.kairos_exports import export_enrolments
+
+    if output_format is ExportFormat.csv:
+        typer.echo(export_enrolments(db, "csv"), nl=False)
+    else:
+        typer.echo(export_enrolments(db, "json"))
+
+
+# --- issue 5: quality checks and the Region's report (quality_checks/) ---
+
+
+def _as_of(value: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--as-of must be YYYY-MM-DD, got {value!r}") from None
+
+
+@app.command()
+def check(
+    as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: evaluate the rules as of")],
+    db: DbOption = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="only this source's sessions")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text for people, json for tools")
+    ] = OutputFormat.text,
+) -> None:
+    """Run the quality rules (Great Expectations) and store every flag in the database.
+
+    Exit 0 when the rules ran, flags or not (flags are findings); 2 on bad arguments.
+    """
+    from quality_checks.runner import run_checks
+
+    run = run_checks(db, _as_of(as_of), source=source)
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps([f.to_json() for f in run.flags], ensure_ascii=False, indent=2))
+        return
+    typer.echo(
+        f"check run {run.id} as of {run.as_of}: {run.sessions_current} sessions, "
+        f"{run.sessions_recruiting} recruiting, {run.sessions_blocked} blocked, "
+        f"{len(run.flags)} flags ({run.seconds:.1f} s)"
+    )
+    for rule_id, count in run.rule_counts.items():
+        typer.echo(f"  {rule_id}: {count}")
+    for outcome in run.expectations:
+        if not outcome.success:
+            typer.echo(
+                f"  expectation {outcome.table}.{outcome.column} {outcome.expectation}: "
+                f"{outcome.unexpected_count} unexpected {outcome.error or ''}".rstrip()
+            )
+    for flag in run.flags:
+        typer.echo(
+            f"{flag.severity}\t{flag.rule_id}\t{flag.source}\t{flag.carif_session_numero}\t"
+            f"{flag.dispensateur_siret}\t{flag.message}"
+        )
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="directory for the HTML, images, CSV")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="YYYY-MM-DD; omit with --send to resend DIR")
+    ] = None,
+    db: DbOption = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="one source (its recipients)")
+    ] = None,
+    send: Annotated[bool, typer.Option("--send", help="e-mail the report by SMTP")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
+    ] = None,
+) -> None:
+    """Run the checks and write the Region's report into OUT; with --send, e-mail it.
+
+    The report is always on disk before any sending: if the SMTP server fails, rerun with
+    `--send --out OUT` (no --as-of) to send the same report again.
+    """
+    from quality_checks.mail import MailError, send_report
+    from quality_checks.report import build_report
+
+    if as_of is None and not send:
+        raise fail("--as-of is required (or --send alone, to resend an existing report)")
+    if as_of is not None:
+        written = build_report(db, _as_of(as_of), out, source=source)
+        typer.echo(f"report: {written.html_path}")
+    if send:
+        try:
+            sent = send_report(out, config=config)
+        except MailError as exc:
+            raise fail(f"{exc} (the report stays in {out}; retry with --send)", code=1) from None
+        typer.echo(f"sent to {len(sent)} recipient(s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Run ledger and change history, shared by every stage that writes sessions or slots.
+
+The convention (docs/data-model.md, "History"), for `kairos_session` and `recruitment_slot`:
+
+1. A run first gets a ledger id: `start_run(engine, run_kind=…, source=…)` (own transaction,
+   so a failed run stays visible).
+2. Within its load transaction it writes rows set-based, and marks every row it *writes*:
+   insert → `first_seen_run_id = last_seen_run_id = run`; change or reopen →
+   `last_seen_run_id = run, closed_at = NULL, closed_run_id = NULL`; close →
+   `closed_at = now, closed_run_id = run`. Unchanged rows (same `content_hash`) are left alone.
+3. Still in that transaction, `record_versions(conn, "recruitment_slot", run_id=…, at=…)` ends
+   the current version of every marked row and opens a new one (insert/update/close/reopen)
+   holding the content hash and a JSON snapshot of the row.
+4. `finish_run(conn, run_id, status=…, counts=…)` in the same transaction on success;
+   `fail_run(engine, run_id, error)` in a new transaction after a rollback.
+
+Then sql/queries/sessions_changed_in_last_run.sql and sql/queries/sessions_as_of.sql (and
+slots_as_of.sql) answer "what changed in the last run" and "the state as of D".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, inspect, text
+
+from pipelines.db import read_sql
+
+VersionedTable = Literal["kairos_session", "recruitment_slot"]
+
+_VERSIONING: dict[str, tuple[str, str]] = {
+    "kairos_session": ("kairos_session_version", "kairos_session_id"),
+    "recruitment_slot": ("recruitment_slot_version", "recruitment_slot_id"),
+}
+# Bookkeeping columns: the version row carries them itself, they are not the row's content.
+_NOT_IN_SNAPSHOT = frozenset({"id", "first_seen_run_id", "last_seen_run_id", "closed_run_id"})
+# PostgreSQL functions take at most 100 arguments: build the JSON object in chunks.
+_PAIRS_PER_CHUNK = 40
+
+RUN_COUNT_COLUMNS = (
+    "formations_read",
+    "formations_valid",
+    "formations_quarantined",
+    "sessions_inserted",
+    "sessions_updated",
+    "sessions_unchanged",
+    "sessions_closed",
+    "slots_inserted",
+    "slots_updated",
+    "slots_closed",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def db_timestamp(conn: Connection, moment: datetime) -> datetime | str:
+    """Timestamps bound to SQL. SQLite has no timestamp type: ISO text in UTC with a fixed
+    format, so that text comparisons (as-of queries) order correctly."""
+    if conn.dialect.name == "sqlite":
+        return moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
+    return moment
+
+
+def start_run(
+    engine: Engine,
+    *,
+    run_kind: str,
+    source: str | None,
+    snapshot_file: str | None = None,
+    snapshot_sha256: str | None = None,
+    lheo_version: str | None = None,
+) -> int:
+    """Insert a `running` ledger row in its own transaction and return its id."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            text(
+                "INSERT INTO run_ledger (run_kind, source, snapshot_file, snapshot_sha256, "
+                "lheo_version, started_at, status) VALUES (:kind, :source, :file, :sha, "
+                ":version, :now, 'running') RETURNING id"
+            ),
+            {
+                "kind": run_kind,
+                "source": source,
+                "file": snapshot_file,
+                "sha": snapshot_sha256,
+                "version": lheo_version,
+                "now": db_timestamp(conn, utcnow()),
+            },
+        ).one()
+    return int(row[0])
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    *,
+    status: str,
+    counts: Mapping[str, int | None],
+    extra_counts: Mapping[str, Any] | None = None,
+    lheo_version: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the outcome on `conn` (call it inside the load transaction on success)."""
+    values: dict[str, Any] = {name: counts.get(name) for name in RUN_COUNT_COLUMNS}
+    assignments = ", ".join(f"{name} = :{name}" for name in RUN_COUNT_COLUMNS)
+    conn.execute(
+        text(
+            f"UPDATE run_ledger SET status = :status, finished_at = :now, error = :error, "
+            f"lheo_version = COALESCE(:version, lheo_version), counts_json = :counts_json, "
+            f"{assignments} WHERE id = :run_id"
+        ),
+        {
+            **values,
+            "status": status,
+            "now": db_timestamp(conn, utcnow()),
+            "error": error,
+            "version": lheo_version,
+            "counts_json": json.dumps(dict(extra_counts or {}), sort_keys=True),
+            "run_id": run_id,
+        },
+    )
+
+
+def fail_run(
+    engine: Engine,
+    run_id: int,
+    error: str,
+    *,
+    counts: Mapping[str, int | None] | None = None,
+    lheo_version: str | None = None,
+) -> None:
+    """Mark a run failed in a fresh transaction (the load's own was rolled back)."""
+    with engine.begin() as conn:
+        finish_run(
+            conn,
+            run_id,
+            status="failed",
+            counts=counts or {},
+            lheo_version=lheo_version,
+            error=error,
+        )
+
+
+@lru_cache(maxsize=8)
+def _snapshot_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in columns if c not in _NOT_IN_SNAPSHOT)
+
+
+def snapshot_expression(dialect: str, columns: Sequence[str], alias: str = "t") -> str:
+    """SQL building a JSON object text of `columns` of `alias`, per dialect."""
+    chunks = [columns[i : i + _PAIRS_PER_CHUNK] for i in range(0, len(columns), _PAIRS_PER_CHUNK)]
+    if dialect == "postgresql":
+        parts = [
+            "jsonb_build_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in chunk) + ")"
+            for chunk in chunks
+        ]
+        return "(" + " || ".join(parts) + ")::text"
+    parts = [
+        "json_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in chunk) + ")" for chunk in chunks
+    ]
+    expression = parts[0]
+    for part in parts[1:]:
+        expression = f"json_patch({expression}, {part})"
+    return expression
+
+
+def record_versions(conn: Connection, table: VersionedTable, *, run_id: int, at: datetime) -> int:
+    """Close the current version and open a new one for every row of `table` that run
+    `run_id` wrote (convention above). Returns the number of versions opened."""
+    version_table, fk = _VERSIONING[table]
+    names = tuple(column["name"] for column in inspect(conn).get_columns(table))
+    snapshot = snapshot_expression(conn.dialect.name, _snapshot_columns(names))
+    fmt = {"table": table, "version_table": version_table, "fk": fk, "snapshot": snapshot}
+    params = {"run_id": run_id, "at": db_timestamp(conn, at)}
+    conn.execute(text(read_sql("history/end_versions.sql").format(**fmt)), params)
+    result = conn.execute(text(read_sql("history/insert_versions.sql").format(**fmt)), params)
+    return int(result.rowcount or 0)
+
+
+def changes_in_last_run(conn: Connection, source: str) -> list[dict[str, Any]]:
+    """The session versions opened by the source's latest successful run."""
+    rows = conn.execute(
+        text(read_sql("queries/sessions_changed_in_last_run.sql")), {"source": source}
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def sessions_as_of(conn: Connection, source: str, as_of: datetime) -> list[dict[str, Any]]:
+    """The session versions valid at `as_of` (closed sessions excluded)."""
+    rows = conn.execute(
+        text(read_sql("queries/sessions_as_of.sql")),
+        {"source": source, "as_of": db_timestamp(conn, as_of)},
+    )
+    return [dict(row._mapping) for row in rows]

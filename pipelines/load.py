@@ -1,0 +1,737 @@
+"""Load one LHEO snapshot of a source into the KAIROS model: read → validate → map → load.
+
+Guarantees (issue 3; docs/data-model.md):
+
+* **One transaction per snapshot.** Staging, upserts, closings, history and the final
+  ledger counts commit together; after any failure (a truncated file raising DocumentError
+  mid-read, a refused snapshot, a bug) nothing of the snapshot is visible, and the ledger
+  row — written before, in its own transaction — is marked `failed` with the error.
+* **Bulk and set-based.** Rows are streamed from the reader, mapped, and written in batches
+  to temporary staging tables: PostgreSQL `COPY … FROM STDIN` (psycopg2 `copy_expert`),
+  SQLite `executemany`. Then a handful of set-based statements (sql/load/*.sql, shared by
+  both dialects) upsert, close and version. No ORM, no row-by-row round trips, and memory
+  holds one batch, not the file.
+* **Idempotent.** Every row carries a content hash; unchanged rows are not rewritten, so
+  loading the same snapshot twice writes nothing but a ledger row with status `noop`.
+* **Closing with a guard.** Open sessions of the source absent from a full snapshot are
+  closed (never deleted), unless that would close more than `max_close_share` of them
+  (default 20 %): then the snapshot is refused as suspect and nothing changes.
+* **No interleaving.** Runs of one source are serialised by a PostgreSQL advisory lock or,
+  on SQLite, a file lock next to the database; the second waits a bounded time, then fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import filelock
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+
+from pipelines.config import SourceConfig, SourcesConfig, resolve_config
+from pipelines.db import get_engine, read_sql
+from pipelines.history import (
+    db_timestamp,
+    fail_run,
+    finish_run,
+    record_versions,
+    start_run,
+    utcnow,
+)
+from transforms.kairos_mapping import (
+    ActionRow,
+    FormationRow,
+    OrganisationRow,
+    SessionRow,
+    SlotRow,
+    map_formation,
+)
+from transforms.reader import OfferReader
+from transforms.records import Formation, QuarantinedRecord
+
+RUN_KIND = "lheo"
+DEFAULT_BATCH_SIZE = 20_000  # session rows per staging flush: bounded memory, few round trips
+LOCK_POLL_SECONDS = 0.2
+
+# Column lists, defined once by the mapping's row types.
+ORGANISATION_COLUMNS: tuple[str, ...] = OrganisationRow._fields
+FORMATION_COLUMNS: tuple[str, ...] = FormationRow._fields
+ACTION_COLUMNS: tuple[str, ...] = ActionRow._fields
+SESSION_COLUMNS: tuple[str, ...] = SessionRow._fields
+# SlotRow starts with its session's natural key (source, numero, dispensateur), then the
+# recruitment_slot columns.
+SLOT_KEY_COLUMNS = ("source", "carif_session_numero", "dispensateur_siret")
+SLOT_COLUMNS: tuple[str, ...] = SlotRow._fields[len(SLOT_KEY_COLUMNS) :]
+SLOT_TARGET_COLUMNS: tuple[str, ...] = ("kairos_session_id", "origin", *SLOT_COLUMNS)
+STAGED_SLOT_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "session_seq",
+    *SLOT_KEY_COLUMNS,
+    "origin",
+    *SLOT_COLUMNS,
+)
+
+
+class LoadError(Exception):
+    """A load that did not happen; `run_id` is its ledger row when one was written."""
+
+    def __init__(self, message: str, run_id: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class SnapshotRefused(LoadError):
+    """The snapshot looks wrong as a whole (mass closing, unexpected LHEO version)."""
+
+
+class LockTimeout(LoadError):
+    """Another run of the same source held the lock longer than the bounded wait."""
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """The ledger row of one load, as returned to callers and printed by the CLI."""
+
+    run_id: int
+    source: str
+    status: str
+    snapshot_file: str
+    snapshot_sha256: str
+    lheo_version: str | None = None
+    formations_read: int = 0
+    formations_valid: int = 0
+    formations_quarantined: int = 0
+    sessions_inserted: int = 0
+    sessions_updated: int = 0
+    sessions_unchanged: int = 0
+    sessions_closed: int = 0
+    slots_inserted: int = 0
+    slots_updated: int = 0
+    slots_closed: int = 0
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def ledger_counts(self) -> dict[str, int | None]:
+        return {
+            "formations_read": self.formations_read,
+            "formations_valid": self.formations_valid,
+            "formations_quarantined": self.formations_quarantined,
+            "sessions_inserted": self.sessions_inserted,
+            "sessions_updated": self.sessions_updated,
+            "sessions_unchanged": self.sessions_unchanged,
+            "sessions_closed": self.sessions_closed,
+            "slots_inserted": self.slots_inserted,
+            "slots_updated": self.slots_updated,
+            "slots_closed": self.slots_closed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """How one target table is matched with its staging table (sql/load templates)."""
+
+    table: str
+    staging: str
+    columns: tuple[str, ...]
+    scope: str  # which target rows this source's snapshot owns
+    match: str  # target row ↔ staged row `s`
+
+
+_SESSION_SCOPE = "{t}.source = :source"
+ENTITIES: dict[str, _Entity] = {
+    "formation": _Entity(
+        "formation",
+        "stg_formation",
+        FORMATION_COLUMNS,
+        _SESSION_SCOPE,
+        "{t}.carif_formation_numero = s.carif_formation_numero",
+    ),
+    "action": _Entity(
+        "action",
+        "stg_action",
+        ACTION_COLUMNS,
+        _SESSION_SCOPE,
+        "{t}.carif_action_numero = s.carif_action_numero",
+    ),
+    "kairos_session": _Entity(
+        "kairos_session",
+        "stg_session",
+        SESSION_COLUMNS,
+        _SESSION_SCOPE,
+        "{t}.carif_session_numero = s.carif_session_numero"
+        " AND {t}.dispensateur_siret = s.dispensateur_siret",
+    ),
+    # The LHEO loader owns origin='lheo' slots only; origin='kairos' ones belong to the
+    # KAIROS exports ingestion and are never touched here.
+    "recruitment_slot": _Entity(
+        "recruitment_slot",
+        "stg_slot",
+        SLOT_TARGET_COLUMNS,
+        "{t}.origin = 'lheo' AND {t}.kairos_session_id IN"
+        " (SELECT id FROM kairos_session WHERE source = :source)",
+        "{t}.kairos_session_id = s.kairos_session_id AND {t}.slot_key = s.slot_key",
+    ),
+}
+
+
+def _statement(name: str, entity: _Entity) -> str:
+    t = entity.table
+    assignments = ", ".join(f"{c} = s.{c}" for c in entity.columns)
+    return read_sql(f"load/{name}.sql").format(
+        table=t,
+        staging=entity.staging,
+        columns=", ".join(entity.columns),
+        staged_columns=", ".join(f"s.{c}" for c in entity.columns),
+        assignments=assignments,
+        scope=entity.scope.format(t=t),
+        match=entity.match.format(t=t),
+    )
+
+
+def _statements(script: str) -> list[tuple[str | None, str]]:
+    """Split a SQL file into (name, statement); `-- name: x` comments name the next one."""
+    result: list[tuple[str | None, str]] = []
+    name: str | None = None
+    buffer: list[str] = []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-- name:"):
+            name = stripped.removeprefix("-- name:").strip()
+            continue
+        if stripped.startswith("--") or not stripped:
+            continue
+        buffer.append(line)
+        if stripped.endswith(";"):
+            result.append((name, "\n".join(buffer).rstrip().rstrip(";")))
+            name, buffer = None, []
+    if buffer:
+        result.append((name, "\n".join(buffer)))
+    return result
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def _advisory_key(source: str) -> int:
+    digest = hashlib.sha256(f"kairos-sync:{RUN_KIND}:{source}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def sqlite_lock_path(engine: Engine, source: str) -> Path:
+    """The lock file of `source` next to the SQLite database (temp dir for :memory:)."""
+    database = make_url(str(engine.url)).database
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source)
+    if not database or database == ":memory:":
+        return Path(tempfile.gettempdir()) / f"kairos-sync-memory.{safe}.load.lock"
+    return Path(f"{database}.{safe}.load.lock")
+
+
+@contextmanager
+def source_lock(engine: Engine, source: str, timeout: float) -> Iterator[None]:
+    """Hold the per-source run lock, waiting at most `timeout` seconds for it."""
+    message = (
+        f"another load of source {source!r} is running; waited {timeout:g} s for it to finish"
+        " (see run_ledger for the running row)"
+    )
+    if engine.dialect.name == "postgresql":
+        key = _advisory_key(source)
+        # A dedicated autocommit connection: the session-level lock lives as long as it, so
+        # a crashed process frees it, and it is independent of the load's transaction.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            deadline = time.monotonic() + timeout
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LockTimeout(message)
+                time.sleep(min(LOCK_POLL_SECONDS, remaining))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    lock = filelock.FileLock(str(sqlite_lock_path(engine, source)), timeout=timeout)
+    try:
+        lock.acquire(poll_interval=LOCK_POLL_SECONDS)
+    except filelock.Timeout:
+        raise LockTimeout(message) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --------------------------------------------------------------------------- staging
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: Sequence[Sequence[object]]) -> io.StringIO:
+    """Rows in COPY text format (tab-separated, \\N for NULL, backslash escapes)."""
+    buffer = io.StringIO()
+    write = buffer.write
+    for row in rows:
+        write(
+            "\t".join(
+                [
+                    "\\N"
+                    if v is None
+                    else v.translate(_COPY_ESCAPES)
+                    if isinstance(v, str)
+                    else str(v)  # int, bool (PostgreSQL reads True/False)
+                    for v in row
+                ]
+            )
+        )
+        write("\n")
+    buffer.seek(0)
+    return buffer
+
+
+class _Stager:
+    """Buffers mapped rows and flushes them to the staging tables in batches."""
+
+    def __init__(self, conn: Connection, batch_size: int) -> None:
+        self.conn = conn
+        self.batch_size = batch_size
+        self.postgres = conn.dialect.name == "postgresql"
+        self.seq = 0
+        self.buffers: dict[str, list[tuple[object, ...]]] = {
+            "stg_organisation": [],
+            "stg_formation": [],
+            "stg_action": [],
+            "stg_session": [],
+            "stg_slot": [],
+        }
+        self.columns: dict[str, tuple[str, ...]] = {
+            "stg_organisation": ("seq", *ORGANISATION_COLUMNS),
+            "stg_formation": ("seq", *FORMATION_COLUMNS),
+            "stg_action": ("seq", *ACTION_COLUMNS),
+            "stg_session": ("seq", *SESSION_COLUMNS),
+            "stg_slot": STAGED_SLOT_COLUMNS,
+        }
+        self.staged = dict.fromkeys(self.buffers, 0)
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def add(self, formation: Formation, config: SourceConfig) -> None:
+        mapped = map_formation(formation, config)
+        buffers = self.buffers
+        for org in mapped.organisations:
+            buffers["stg_organisation"].append((self._next(), *org))
+        buffers["stg_formation"].append((self._next(), *mapped.formation))
+        for action in mapped.actions:
+            buffers["stg_action"].append((self._next(), *action))
+        session_seq: dict[tuple[str, str], int] = {}
+        for session in mapped.sessions:
+            seq = self._next()
+            session_seq[(session.carif_session_numero, session.dispensateur_siret)] = seq
+            buffers["stg_session"].append((seq, *session))
+        for slot in mapped.slots:
+            owner = session_seq[(slot.carif_session_numero, slot.dispensateur_siret)]
+            buffers["stg_slot"].append((self._next(), owner, *slot[:3], "lheo", *slot[3:]))
+        if len(buffers["stg_session"]) + len(buffers["stg_slot"]) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        for table, rows in self.buffers.items():
+            if not rows:
+                continue
+            columns = self.columns[table]
+            if self.postgres:
+                cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.copy_expert(
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN", _copy_text(rows)
+                    )
+                finally:
+                    cursor.close()
+            else:
+                marks = ", ".join("?" for _ in columns)
+                self.conn.exec_driver_sql(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                )
+            self.staged[table] += len(rows)
+            rows.clear()
+
+
+def _qualified(table: str, columns: Sequence[str]) -> str:
+    return ", ".join(f"{table}.{c}" for c in columns)
+
+
+def _create_staging(conn: Connection) -> None:
+    temp = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
+    script = read_sql("load/create_staging.sql").format(
+        temp=temp,
+        organisation_columns=", ".join(ORGANISATION_COLUMNS),
+        formation_columns=", ".join(FORMATION_COLUMNS),
+        action_columns=", ".join(ACTION_COLUMNS),
+        session_columns=", ".join(SESSION_COLUMNS),
+        slot_columns=_qualified("recruitment_slot", SLOT_TARGET_COLUMNS),
+    )
+    for _, statement in _statements(script):
+        conn.exec_driver_sql(statement)
+
+
+def _drop_staging(conn: Connection) -> None:
+    temp = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
+    for table in ("stg_slot", "stg_session", "stg_action", "stg_formation", "stg_organisation"):
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temp}.{table}")
+
+
+# --------------------------------------------------------------------------- set-based steps
+
+
+def _run_named(conn: Connection, path: str, params: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name, statement in _statements(read_sql(path)):
+        result = conn.execute(text(statement), params)
+        if name:
+            counts[name] = int(result.rowcount or 0)
+    return counts
+
+
+def check_close_share(
+    conn: Connection, source: str, max_share: float, run_id: int
+) -> tuple[int, int]:
+    """(open sessions, sessions this snapshot would close); raises SnapshotRefused."""
+    row = conn.execute(text(read_sql("load/close_guard.sql")), {"source": source}).one()
+    open_sessions, vanishing = int(row.open_sessions), int(row.vanishing)
+    if open_sessions and vanishing > max_share * open_sessions:
+        raise SnapshotRefused(
+            f"snapshot refused as suspect: it would close {vanishing} of the {open_sessions} "
+            f"open sessions of source {source!r} ({vanishing / open_sessions:.0%}), more than "
+            f"max_close_share {max_share:.0%}; nothing was changed. If this is intended, raise "
+            f"max_close_share for the source in the config and load again.",
+            run_id,
+        )
+    return open_sessions, vanishing
+
+
+def upsert_entity(
+    conn: Connection, name: str, params: dict[str, Any], *, close: bool
+) -> tuple[int, int, int]:
+    """(updated, inserted, closed) rows of one entity, set-based."""
+    entity = ENTITIES[name]
+    updated = conn.execute(text(_statement("update_changed", entity)), params).rowcount
+    inserted = conn.execute(text(_statement("insert_new", entity)), params).rowcount
+    if inserted:
+        _analyze(
+            conn, STATS.get(entity.table, entity.table)
+        )  # the closing's anti-join must see the new rows
+    closed = 0
+    if close:
+        closed = conn.execute(text(_statement("close_vanished", entity)), params).rowcount
+    return int(updated or 0), int(inserted or 0), int(closed or 0)
+
+
+def _quarantine(
+    conn: Connection, records: list[QuarantinedRecord], run_id: int, source: str, now: object
+) -> None:
+    if not records:
+        return
+    conn.execute(
+        text(read_sql("load/insert_quarantine.sql")),
+        [
+            {
+                "run_id": run_id,
+                "source": source,
+                "file": record.file,
+                "record_kind": "formation",
+                "record_key": record.numero,
+                "line": record.line,
+                "path": record.path,
+                # Locations and schema messages only: raw_xml may hold contact names.
+                "reasons": json.dumps(
+                    [
+                        {"line": r.line, "path": r.path, "message": r.message}
+                        for r in record.reasons
+                    ],
+                    ensure_ascii=False,
+                ),
+                "created_at": now,
+            }
+            for record in records
+        ],
+    )
+    records.clear()
+
+
+# --------------------------------------------------------------------------- the load
+
+
+def load_snapshot(
+    path: str | os.PathLike[str],
+    *,
+    source: str,
+    config: SourcesConfig | str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    full_snapshot: bool = True,
+    lock_timeout: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> LedgerEntry:
+    """Load the LHEO file at `path` as the current snapshot of `source`.
+
+    Raises transforms.reader.DocumentError (whole document refused), SnapshotRefused
+    (mass closing, unexpected LHEO version), LockTimeout (another run of the source), or
+    the underlying error; in every case the database is as before and, when a ledger row
+    was written, it says `failed` with the message.
+    """
+    file = Path(path)
+    source_config = resolve_config(
+        config if isinstance(config, SourcesConfig) or config is None else Path(config)
+    ).source(source)
+    engine = get_engine(db_url)
+    try:
+        sha = file_sha256(file)
+        timeout = source_config.lock_timeout_seconds if lock_timeout is None else lock_timeout
+        try:
+            with source_lock(engine, source, timeout):
+                run_id = start_run(
+                    engine,
+                    run_kind=RUN_KIND,
+                    source=source,
+                    snapshot_file=str(file),
+                    snapshot_sha256=sha,
+                )
+                entry = LedgerEntry(run_id, source, "running", str(file), sha)
+                try:
+                    _load(engine, file, source_config, entry, full_snapshot, batch_size)
+                except BaseException as exc:
+                    entry.status = "failed"
+                    fail_run(
+                        engine,
+                        run_id,
+                        f"{type(exc).__name__}: {exc}",
+                        lheo_version=entry.lheo_version,
+                        counts=entry.ledger_counts(),
+                    )
+                    if isinstance(exc, LoadError):
+                        exc.run_id = run_id
+                    raise
+                return entry
+        except LockTimeout:
+            _record_lock_failure(engine, source, file, sha, timeout)
+            raise
+    finally:
+        engine.dispose()
+
+
+def _record_lock_failure(engine: Engine, source: str, file: Path, sha: str, timeout: float) -> None:
+    """Best effort: the refused run is visible in the ledger. On SQLite the database may be
+    busy with the very run we waited for; then the CLI message is the record."""
+    try:
+        run_id = start_run(
+            engine, run_kind=RUN_KIND, source=source, snapshot_file=str(file), snapshot_sha256=sha
+        )
+        fail_run(
+            engine, run_id, f"LockTimeout: another load of {source!r} held the lock {timeout:g} s"
+        )
+    except Exception:  # noqa: S110 - the LockTimeout raised by the caller is what matters
+        pass
+
+
+def _load(
+    engine: Engine,
+    file: Path,
+    config: SourceConfig,
+    entry: LedgerEntry,
+    full_snapshot: bool,
+    batch_size: int,
+) -> None:
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        try:
+            if conn.dialect.name == "sqlite":
+                # Take SQLite's write lock now: a deferred transaction that reads first could
+                # not upgrade to writing if another connection committed in between.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            now = utcnow()
+            _load_in_transaction(conn, file, config, entry, full_snapshot, batch_size, now)
+            entry.counts["seconds"] = round(time.perf_counter() - started, 3)
+            finish_run(
+                conn,
+                entry.run_id,
+                status=entry.status,
+                counts=entry.ledger_counts(),
+                extra_counts=entry.counts,
+                lheo_version=entry.lheo_version,
+            )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def _load_in_transaction(
+    conn: Connection,
+    file: Path,
+    config: SourceConfig,
+    entry: LedgerEntry,
+    full_snapshot: bool,
+    batch_size: int,
+    now: datetime,
+) -> None:
+    source = config.name
+    stamp = db_timestamp(conn, now)
+    started = time.perf_counter()
+    _create_staging(conn)
+    stager = _Stager(conn, batch_size)
+    quarantined: list[QuarantinedRecord] = []
+    with OfferReader(file, source=source) as reader:
+        entry.lheo_version = reader.lheo_version
+        if config.lheo_version and config.lheo_version != reader.lheo_version:
+            raise SnapshotRefused(
+                f"{file}: LHEO {reader.lheo_version} document, but source {source!r} is "
+                f"configured as LHEO {config.lheo_version}"
+            )
+        for record in reader:
+            if isinstance(record, QuarantinedRecord):
+                quarantined.append(record)
+                if len(quarantined) >= 1000:
+                    _quarantine(conn, quarantined, entry.run_id, source, stamp)
+            else:
+                stager.add(record, config)
+        stager.flush()
+        _quarantine(conn, quarantined, entry.run_id, source, stamp)
+        entry.formations_read = reader.counts["formations"]
+        entry.formations_valid = reader.counts["valid"]
+        entry.formations_quarantined = reader.counts["quarantined"]
+
+    entry.counts["seconds_read_map_stage"] = round(time.perf_counter() - started, 3)
+    params: dict[str, Any] = {"source": source, "run_id": entry.run_id, "now": stamp}
+    for _, statement in _statements(read_sql("load/index_staging.sql")):
+        conn.exec_driver_sql(statement)
+    _analyze(
+        conn,
+        "stg_session (seq, carif_session_numero, dispensateur_siret)",
+        "stg_slot (seq, session_seq, carif_session_numero, dispensateur_siret, slot_key)",
+        "stg_formation (carif_formation_numero)",
+        "stg_action (carif_action_numero)",
+        "stg_organisation (siret)",
+    )
+    entry.counts.update(_run_named(conn, "load/dedupe_staging.sql", params))
+    if full_snapshot:
+        check_close_share(conn, source, config.max_close_share, entry.run_id)
+    started = time.perf_counter()
+    apply_staged(conn, entry, params, full_snapshot=full_snapshot, now=now)
+    _drop_staging(conn)
+    entry.counts["seconds_apply"] = round(time.perf_counter() - started, 3)
+
+
+# Only the columns the set-based statements join and filter on: ANALYZE of the wide text
+# columns costs more than it helps.
+SESSION_STATS = (
+    "kairos_session (id, source, carif_session_numero, dispensateur_siret, content_hash,"
+    " first_seen_run_id, last_seen_run_id, closed_at, closed_run_id)"
+)
+SLOT_STATS = (
+    "recruitment_slot (id, kairos_session_id, origin, slot_key, content_hash,"
+    " first_seen_run_id, last_seen_run_id, closed_at, closed_run_id)"
+)
+STATS = {"kairos_session": SESSION_STATS, "recruitment_slot": SLOT_STATS}
+
+
+def _analyze(conn: Connection, *tables: str) -> None:
+    """Fresh PostgreSQL statistics for tables this transaction just filled: autovacuum has
+    not seen them yet, and with stale counts (an empty table "has" 0 rows) the planner picks
+    nested loops that turn a 1 M-row upsert quadratic. Sampled, so cheap at any size.
+    SQLite plans from its indexes without statistics, and its ANALYZE reads whole tables."""
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table}")
+
+
+def apply_staged(
+    conn: Connection,
+    entry: LedgerEntry,
+    params: dict[str, Any],
+    *,
+    full_snapshot: bool,
+    now: datetime,
+) -> None:
+    """The set-based part: staged rows → target tables, closings, history, counts."""
+    staged_sessions = conn.execute(text("SELECT COUNT(*) FROM stg_session")).scalar_one()
+    staged_slots = conn.execute(text("SELECT COUNT(*) FROM stg_slot")).scalar_one()
+    _analyze(conn, SESSION_STATS, SLOT_STATS)
+    organisations = conn.execute(
+        text(
+            read_sql("load/upsert_organisation.sql").format(columns=", ".join(ORGANISATION_COLUMNS))
+        ),
+        params,
+    ).rowcount
+    f_updated, f_inserted, f_closed = upsert_entity(conn, "formation", params, close=full_snapshot)
+    a_updated, a_inserted, a_closed = upsert_entity(conn, "action", params, close=full_snapshot)
+    updated, inserted, closed = upsert_entity(conn, "kairos_session", params, close=full_snapshot)
+    entry.sessions_updated, entry.sessions_inserted, entry.sessions_closed = (
+        updated,
+        inserted,
+        closed,
+    )
+    entry.sessions_unchanged = int(staged_sessions) - inserted - updated
+    if updated + closed:
+        _analyze(conn, SESSION_STATS)  # run-id distributions moved: history joins on them
+    for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):
+        conn.execute(text(statement), params)
+    _analyze(conn, "stg_slot (kairos_session_id, slot_key)")
+    s_updated, s_inserted, s_closed = upsert_entity(
+        conn, "recruitment_slot", params, close=full_snapshot
+    )
+    entry.slots_updated, entry.slots_inserted, entry.slots_closed = s_updated, s_inserted, s_closed
+    if s_updated + s_closed:
+        _analyze(conn, SLOT_STATS)
+    versions = record_versions(conn, "kairos_session", run_id=entry.run_id, at=now)
+    slot_versions = record_versions(conn, "recruitment_slot", run_id=entry.run_id, at=now)
+    entry.counts.update(
+        {
+            "sessions_staged": int(staged_sessions),
+            "slots_staged": int(staged_slots),
+            "slots_unchanged": int(staged_slots) - s_inserted - s_updated,
+            "organisations_written": int(organisations or 0),
+            "formations_inserted": f_inserted,
+            "formations_updated": f_updated,
+            "formations_closed": f_closed,
+            "actions_inserted": a_inserted,
+            "actions_updated": a_updated,
+            "actions_closed": a_closed,
+            "session_versions": versions,
+            "slot_versions": slot_versions,
+            "full_snapshot": int(full_snapshot),
+        }
+    )
+    changed = (
+        inserted
+        + updated
+        + closed
+        + s_inserted
+        + s_updated
+        + s_closed
+        + f_inserted
+        + f_updated
+        + f_closed
+        + a_inserted
+        + a_updated
+        + a_closed
+        + int(organisations or 0)
+    )
+    entry.status = "succeeded" if changed else "noop"

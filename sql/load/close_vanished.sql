@@ -1,0 +1,6 @@
+-- Open rows of {table} in this source's scope that the full snapshot no longer contains:
+-- closed (kept, with the run and time), never deleted.
+UPDATE {table}
+SET closed_at = :now, closed_run_id = :run_id
+WHERE {scope} AND {table}.closed_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM {staging} AS s WHERE {match});

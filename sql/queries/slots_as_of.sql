@@ -1,0 +1,18 @@
+-- The recruitment slots (both origins) of a source's sessions as they were at the as_of parameter.
+-- Bind parameters: source, as_of.
+SELECT r.id AS recruitment_slot_id,
+       r.kairos_session_id,
+       r.origin,
+       r.slot_key,
+       v.version_no,
+       v.valid_from,
+       v.valid_to,
+       v.snapshot
+FROM recruitment_slot_version AS v
+JOIN recruitment_slot AS r ON r.id = v.recruitment_slot_id
+JOIN kairos_session AS k ON k.id = r.kairos_session_id
+WHERE k.source = :source
+  AND v.valid_from <= :as_of
+  AND (v.valid_to IS NULL OR v.valid_to > :as_of)
+  AND v.change_kind <> 'close'
+ORDER BY r.kairos_session_id, r.origin, r.slot_key;
