@@ -1,0 +1,90 @@
+-- recruiting_without_places: a session recruiting on :as_of that offers no place, so the
+-- recruitment state misleads advisers (KAIROS screen 4 "Financement – Nb de places – Statut
+-- du recrutement", seed 000).
+--   detail_key 'no_funded_place': no funder declares a place (funded_places_total NULL or 0);
+--   detail_key 'slots_full': it has open modalities (as in no_open_recruitment_modality,
+--     capacity aside) and every one of them has a capacity already reached by the
+--     enrolments positioned on it; detail_count = the open slots.
+-- "Recruiting" as in no_open_recruitment_modality.sql, repeated in both branches rather than
+-- put in a CTE: PostgreSQL materialises a CTE read twice, and the join on it then took
+-- seconds on a few thousand sessions. `{batch}` = kairos_session.
+WITH booked AS (
+    SELECT ev.recruitment_slot_id AS slot_id, COUNT(DISTINCT ev.enrolment_id) AS n
+    FROM enrolment_event ev
+    WHERE ev.status = 'positionne'
+      AND ev.recruitment_slot_id IS NOT NULL
+    GROUP BY ev.recruitment_slot_id
+),
+open_slot AS (
+    SELECT
+        r.kairos_session_id,
+        CASE
+            WHEN r.capacity IS NOT NULL AND r.capacity <= COALESCE(b.n, 0) THEN 1
+            ELSE 0
+        END AS full_slot
+    FROM recruitment_slot r
+    LEFT JOIN booked b ON b.slot_id = r.id
+    WHERE r.closed_at IS NULL
+      AND (
+          (r.modality = 'ico' AND r.starts_on >= :as_of)
+          OR (r.modality = 'rdvi' AND COALESCE(r.ends_on, r.starts_on) >= :as_of)
+          OR (
+              r.modality = 'candidature'
+              AND (r.starts_on IS NULL OR r.starts_on <= :as_of)
+              AND (r.ends_on IS NULL OR r.ends_on >= :as_of)
+          )
+      )
+),
+session_slots AS (
+    SELECT kairos_session_id, COUNT(*) AS open_slots, SUM(full_slot) AS full_slots
+    FROM open_slot
+    GROUP BY kairos_session_id
+)
+SELECT
+    s.id AS kairos_session_id,
+    s.source,
+    s.carif_formation_numero,
+    s.carif_action_numero,
+    s.carif_session_numero,
+    s.dispensateur_siret,
+    s.mandataire_siret,
+    s.place_departement AS departement,
+    'no_funded_place' AS detail_key,
+    s.funded_places_total AS detail_count,
+    CAST(NULL AS DATE) AS detail_date
+FROM {batch} s
+WHERE s.closed_at IS NULL
+  AND s.etat_recrutement = 1
+  AND (
+      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
+      OR (
+          COALESCE(s.modalites_entrees_sorties, 0) <> 1
+          AND (s.debut IS NULL OR s.debut > :as_of)
+      )
+  )
+  AND COALESCE(s.funded_places_total, 0) <= 0
+UNION ALL
+SELECT
+    s.id,
+    s.source,
+    s.carif_formation_numero,
+    s.carif_action_numero,
+    s.carif_session_numero,
+    s.dispensateur_siret,
+    s.mandataire_siret,
+    s.place_departement,
+    'slots_full',
+    ss.open_slots,
+    CAST(NULL AS DATE)
+FROM {batch} s
+JOIN session_slots ss ON ss.kairos_session_id = s.id
+WHERE s.closed_at IS NULL
+  AND s.etat_recrutement = 1
+  AND (
+      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
+      OR (
+          COALESCE(s.modalites_entrees_sorties, 0) <> 1
+          AND (s.debut IS NULL OR s.debut > :as_of)
+      )
+  )
+  AND ss.full_slots = ss.open_slots
