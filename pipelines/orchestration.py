@@ -1,0 +1,490 @@
+"""The steps the Airflow DAGs run, as plain functions (testable and callable without Airflow).
+
+The DAG files in dags/ stay thin: they declare the schedule, the params and the task graph,
+and each task calls one function here with JSON-friendly arguments (what goes through
+XCom). Heavy modules (SQLAlchemy, lxml, the loader) are imported inside the functions so
+that importing this module — which the DAG files do at parse time for the constants and
+the params — costs nothing and touches no database or network.
+
+Settings come from the environment (never from the DAG files), so the same DAGs run the
+trial, the tests and production:
+
+* ``KAIROS_DATABASE_URL``   the project database (pipelines/db.py; default var/kairos.sqlite)
+* ``KAIROS_SOURCES_CONFIG`` the sources file (default config/sources.yaml)
+* ``KAIROS_LANDING_ZONE``   the landing zone (default var/landing; see pipelines/fetch.py)
+
+Source keys read here (config/sources.yaml, kept by pipelines/config.py in ``options``)::
+
+    snapshot:
+      location: var/sources/smf-normandie   # folder, file, http(s):// or fsspec URL;
+                                            # relative paths are relative to the project
+      pattern: "*.xml*"                     # folder sources: newest matching file
+      http_conn_id: carif_smf               # optional Airflow connection (basic auth)
+    kairos_exports:
+      location: …                           # default <snapshot folder>/kairos
+      pattern: "*.csv"
+
+A source without ``snapshot.location`` is not synchronised (it is logged and skipped).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from pipelines.db import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+SESSIONS_ASSET_URI = "kairos://sessions"
+SESSIONS_ASSET_NAME = "kairos_sessions"
+SYNC_DAG_ID = "kairos_offer_sync"
+REPORT_DAG_ID = "kairos_region_report"
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sources.yaml"
+TIMEZONE = "Europe/Paris"
+
+
+class PlanError(ValueError):
+    """The trigger form asked for something the configuration cannot give."""
+
+
+def config_path() -> Path:
+    value = os.environ.get("KAIROS_SOURCES_CONFIG")
+    return Path(value) if value else DEFAULT_CONFIG
+
+
+def configured_source_names(path: Path | None = None) -> list[str]:
+    """Source names of the sources file, read with plain YAML (cheap enough for parse time).
+
+    Any problem gives an empty list: a broken sources file must not break the DAG import
+    (the first task then reports the real error with the file and key).
+    """
+    try:
+        import yaml
+
+        document = yaml.safe_load((path or config_path()).read_text(encoding="utf-8"))
+        sources = document.get("sources") if isinstance(document, dict) else None
+        return sorted(str(name) for name in sources) if isinstance(sources, dict) else []
+    except Exception:  # parse time: never raise, see docstring
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class SourceJob:
+    """Everything one mapped source needs, as it travels through XCom."""
+
+    source: str
+    location: str
+    pattern: str
+    exports_location: str | None
+    exports_pattern: str
+    http_conn_id: str | None
+    logical_date: str  # YYYY-MM-DD, the landing-zone folder of this run
+    as_of: str  # YYYY-MM-DD, the date the checks and the report speak about
+    dry_run: bool
+    send_email: bool
+    snapshot_file: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceJob:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paris_date(moment: datetime.datetime | None) -> datetime.date:
+    """The calendar day of `moment` in Europe/Paris (the day the sources publish in)."""
+    from zoneinfo import ZoneInfo
+
+    when = moment or datetime.datetime.now(tz=datetime.UTC)
+    if when.tzinfo is None:  # Airflow hands out aware datetimes; be safe with naive ones
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.astimezone(ZoneInfo(TIMEZONE)).date()
+
+
+def _parse_date(value: object, what: str) -> datetime.date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    try:
+        return datetime.date.fromisoformat(str(value))
+    except ValueError:
+        raise PlanError(f"{what} must be YYYY-MM-DD, got {value!r}") from None
+
+
+def _resolve_location(value: str) -> str:
+    if "://" in value:
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else PROJECT_ROOT / path)
+
+
+def plan_jobs(
+    params: Mapping[str, Any],
+    *,
+    run_date: datetime.date,
+    config_file: Path | None = None,
+) -> list[dict[str, Any]]:
+    """One job per selected source, from the trigger form `params` and the sources file.
+
+    `run_date` is the run's logical date in Europe/Paris: it names the landing-zone folder,
+    and is the as-of date unless the form gives one. Unknown sources, a snapshot_file with
+    several sources, or a selected source without a location are refused here, before any
+    source work starts.
+    """
+    from pipelines.config import load_config
+
+    config = load_config(config_file or config_path())
+    wanted = [str(s) for s in (params.get("sources") or [])]
+    unknown = sorted(set(wanted) - set(config.sources))
+    if unknown:
+        known = ", ".join(sorted(config.sources)) or "none"
+        raise PlanError(f"unknown source(s) {', '.join(unknown)} (configured: {known})")
+    as_of = _parse_date(params.get("as_of"), "as_of") or run_date
+    snapshot_file = params.get("snapshot_file") or None
+    names = wanted or sorted(config.sources)
+    if snapshot_file and len(names) != 1:
+        raise PlanError("snapshot_file needs exactly one source in `sources`")
+
+    jobs: list[dict[str, Any]] = []
+    for name in names:
+        options = config.source(name).options
+        snapshot = options.get("snapshot") or {}
+        location = snapshot.get("location") if isinstance(snapshot, Mapping) else None
+        if not location and not snapshot_file:
+            if wanted:
+                raise PlanError(f"source {name} has no snapshot.location in {config.path}")
+            log.warning("source %s has no snapshot.location: not synchronised", name)
+            continue
+        exports = options.get("kairos_exports") or {}
+        exports = exports if isinstance(exports, Mapping) else {}
+        resolved = _resolve_location(str(location)) if location else ""
+        from pipelines.fetch import default_exports_location
+
+        exports_location = (
+            _resolve_location(str(exports["location"]))
+            if exports.get("location")
+            else (default_exports_location(resolved) if resolved else None)
+        )
+        job = SourceJob(
+            source=name,
+            location=resolved,
+            pattern=str(snapshot.get("pattern") or "*.xml*"),
+            exports_location=exports_location,
+            exports_pattern=str(exports.get("pattern") or "*.csv"),
+            http_conn_id=snapshot.get("http_conn_id"),
+            logical_date=run_date.isoformat(),
+            as_of=as_of.isoformat(),
+            dry_run=bool(params.get("dry_run", False)),
+            send_email=bool(params.get("send_email", True)),
+            snapshot_file=snapshot_file,
+        )
+        jobs.append(job.to_dict())
+    if not jobs:
+        raise PlanError(f"no source to synchronise: set snapshot.location in {config.path}")
+    return jobs
+
+
+# --------------------------------------------------------------------------- per-source steps
+
+
+def http_headers(conn_id: str | None) -> dict[str, str] | None:
+    """Basic-auth headers from an Airflow connection (login/password), when one is named.
+
+    Only this function knows Airflow connections: credentials stay in Airflow's secrets
+    (or ``AIRFLOW_CONN_<ID>`` environment variables), never in config/sources.yaml.
+    """
+    if not conn_id:
+        return None
+    import base64
+
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    headers: dict[str, str] = {}
+    if connection.login:
+        token = f"{connection.login}:{connection.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+    return headers
+
+
+def _landing_zone() -> Path:
+    from pipelines.fetch import landing_zone_from_env
+
+    return landing_zone_from_env()
+
+
+def fetch_step(
+    job_data: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Fetch (or reuse) the snapshot and the KAIROS exports of one source."""
+    from pipelines.fetch import (
+        describe,
+        fetch_kairos_exports,
+        fetch_snapshot,
+        snapshot_from_param,
+    )
+
+    job = SourceJob.from_dict(job_data)
+    landing = _landing_zone()
+    day = datetime.date.fromisoformat(job.logical_date)
+    if job.snapshot_file:
+        snapshot = snapshot_from_param(job.snapshot_file, source=job.source, landing_zone=landing)
+    else:
+        snapshot = fetch_snapshot(
+            job.source,
+            location=job.location,
+            logical_date=day,
+            landing_zone=landing,
+            pattern=job.pattern,
+            headers=headers,
+            dry_run=job.dry_run,
+        )
+    exports = fetch_kairos_exports(
+        job.source,
+        exports_location=job.exports_location,
+        logical_date=day,
+        landing_zone=landing,
+        pattern=job.exports_pattern,
+        dry_run=job.dry_run,
+    )
+    return {
+        "job": job.to_dict(),
+        "snapshot": describe(snapshot),
+        "exports": [describe(e) for e in exports],
+    }
+
+
+def load_step(fetched: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
+    """Validate and load the snapshot (dry run: validate only, write nothing)."""
+    job = SourceJob.from_dict(fetched["job"])
+    path = Path(fetched["snapshot"]["path"])
+    if job.dry_run:
+        from pipelines.validate import validate_offers
+
+        report = validate_offers(path, source=job.source)
+        return {**fetched, "load": {"dry_run": True, "validation": report.to_dict()}}
+    from pipelines.db import get_engine, migrate
+    from pipelines.load import load_snapshot
+
+    engine = get_engine(db_url)
+    try:
+        migrate(engine)  # idempotent; a fresh database gets its schema on the first run
+    finally:
+        engine.dispose()
+    entry = load_snapshot(path, source=job.source, config=config_path(), db_url=db_url)
+    return {
+        **fetched,
+        "load": {
+            "run_id": entry.run_id,
+            "status": entry.status,
+            "snapshot_sha256": entry.snapshot_sha256,
+            **{k: v for k, v in entry.ledger_counts().items() if v is not None},
+        },
+    }
+
+
+def exports_step(loaded: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
+    """Ingest the KAIROS exports found for the source (dry run: list them only).
+
+    Adherents first (the others refer to them), then training plans, then appointments.
+    """
+    job = SourceJob.from_dict(loaded["job"])
+    exports = sorted(loaded.get("exports") or [], key=lambda e: _EXPORT_ORDER[str(e["kind"])])
+    if job.dry_run or not exports:
+        return {**loaded, "ingested": [], "exports_dry_run": job.dry_run}
+    from pipelines.kairos_exports.ingest import ingest_export
+
+    ingested = []
+    for export in exports:
+        result = ingest_export(
+            export["path"],
+            kind=export["kind"],
+            db_url=db_url,
+            as_of=datetime.date.fromisoformat(job.as_of),
+        )
+        ingested.append(
+            {
+                "kind": result.kind,
+                "file": result.file,
+                "status": result.status,
+                "run_id": result.run_id,
+            }
+        )
+    return {**loaded, "ingested": ingested}
+
+
+_EXPORT_ORDER = {"adherents": 0, "training-plans": 1, "appointments": 2}
+
+
+def checks_step(ingested: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
+    """Run the quality checks of the source as of the run's as-of date."""
+    job = SourceJob.from_dict(ingested["job"])
+    summary = run_checks(
+        as_of=datetime.date.fromisoformat(job.as_of),
+        source=job.source,
+        db_url=db_url,
+        dry_run=job.dry_run,
+    )
+    return {
+        "source": job.source,
+        "logical_date": job.logical_date,
+        "as_of": job.as_of,
+        "dry_run": job.dry_run,
+        "send_email": job.send_email,
+        "snapshot": ingested["snapshot"],
+        "load": ingested.get("load"),
+        "ingested": ingested.get("ingested", []),
+        "checks": summary,
+    }
+
+
+def run_checks(
+    *, as_of: datetime.date, source: str, db_url: str | None, dry_run: bool
+) -> dict[str, Any]:
+    """The quality rules for `source` as of `as_of` (quality_checks.runner).
+
+    A normal run stores its flags (a check run in the database, which the report reads).
+    A dry run evaluates the same rules read-only and stores nothing.
+    """
+    if not dry_run:
+        from quality_checks.runner import run_checks as run_and_store
+
+        run = run_and_store(db_url, as_of, source=source)
+        return {
+            "check_run_id": run.id,
+            "flags": len(run.flags),
+            "rules": dict(run.rule_counts),
+            "sessions_current": run.sessions_current,
+            "sessions_recruiting": run.sessions_recruiting,
+            "sessions_blocked": run.sessions_blocked,
+        }
+    from sqlalchemy import inspect
+
+    from pipelines.db import get_engine
+    from quality_checks.rules import load_rules
+    from quality_checks.runner import evaluate, flags_from_rows
+
+    engine = get_engine(db_url)
+    try:
+        url = engine.url.render_as_string(hide_password=False)
+        # A dry run never migrates: on a database with no schema there is nothing to check.
+        if not inspect(engine).has_table("kairos_session"):
+            return {"check_run_id": None, "flags": 0, "rules": {}, "skipped": "no schema"}
+    finally:
+        engine.dispose()
+    rules = list(load_rules())
+    rows, _outcomes = evaluate(url, as_of, rules)
+    counts = {r.id: len(flags_from_rows(r, rows.get(r.id, []), as_of, source)) for r in rules}
+    return {"check_run_id": None, "flags": sum(counts.values()), "rules": counts}
+
+
+def asset_extra(results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """What the sessions asset event carries to the report DAG (JSON, small)."""
+    done = [r for r in results if r]
+    as_of = sorted({str(r["as_of"]) for r in done})
+    return {
+        "sources": sorted(str(r["source"]) for r in done),
+        "as_of": as_of[-1] if as_of else None,
+        "logical_date": max((str(r["logical_date"]) for r in done), default=None),
+        "send_email": any(bool(r.get("send_email")) for r in done),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report_request(
+    params: Mapping[str, Any],
+    event_extras: Sequence[Mapping[str, Any]],
+    *,
+    run_date: datetime.date,
+) -> dict[str, Any]:
+    """What the report run does: the form's values first, else the asset events', else
+    the run's date. Several events (two syncs before the report ran) are merged: all
+    their sources, the latest as-of date, and sending if any of them asked for it."""
+    event_sources = sorted({str(s) for e in event_extras for s in e.get("sources") or []})
+    event_dates = sorted(str(e["as_of"]) for e in event_extras if e.get("as_of"))
+    as_of = (
+        _parse_date(params.get("as_of"), "as_of")
+        or (datetime.date.fromisoformat(event_dates[-1]) if event_dates else None)
+        or run_date
+    )
+    send = bool(params.get("send_email", True))
+    if event_extras:
+        send = send and any(bool(e.get("send_email", True)) for e in event_extras)
+    sources = [str(s) for s in params.get("sources") or []] or event_sources
+    return {"as_of": as_of.isoformat(), "sources": sources, "send_email": send}
+
+
+def reports_dir() -> Path:
+    value = os.environ.get("KAIROS_REPORTS_DIR")
+    return Path(value) if value else PROJECT_ROOT / "var" / "reports"
+
+
+def report_step(request: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
+    """Write one report per source into `<reports>/<as_of>/<source>/` and e-mail it.
+
+    Recipients are per source (`report.recipients` in the sources file, read by
+    quality_checks.mail). A report already sent for that date and source (its `sent.json`)
+    is not sent again, so re-running a date does not spam the Region; resend by hand with
+    `kairos-sync report --send --out DIR`. Every source is attempted; failures are raised
+    together at the end.
+    """
+    from pipelines.config import load_config
+    from quality_checks.mail import SENT_NAME, send_report
+    from quality_checks.report import build_report
+
+    config = load_config(config_path())
+    as_of = datetime.date.fromisoformat(str(request["as_of"]))
+    sources = list(request.get("sources") or sorted(config.sources))
+    done: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for source in sources:
+        out = reports_dir() / as_of.isoformat() / source
+        try:
+            already_sent = (out / SENT_NAME).is_file()
+            written = build_report(db_url, as_of, out, source=source)
+            sent: list[str] = []
+            if request.get("send_email") and not already_sent:
+                sent = send_report(out, config=config)
+            done.append(
+                {
+                    "source": source,
+                    "html": str(written.html_path),
+                    "check_run_id": written.check_run_id,
+                    "sent_to": len(sent),
+                    "already_sent": already_sent,
+                }
+            )
+        except Exception as exc:  # one source's report must not stop the next one's
+            log.exception("report for %s as of %s failed", source, as_of)
+            errors.append(f"{source}: {type(exc).__name__}: {exc}")
+    if errors:
+        raise RuntimeError("report failed for " + "; ".join(errors))
+    return {"as_of": as_of.isoformat(), "reports": done}
+
+
+__all__ = [
+    "REPORT_DAG_ID",
+    "SESSIONS_ASSET_NAME",
+    "SESSIONS_ASSET_URI",
+    "SYNC_DAG_ID",
+    "PlanError",
+    "SourceJob",
+    "checks_step",
+    "configured_source_names",
+    "exports_step",
+    "fetch_step",
+    "load_step",
+    "plan_jobs",
+]
