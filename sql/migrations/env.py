@@ -18,8 +18,6 @@ if connection is None:
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(
-        connection=connection, render_as_batch=connection.dialect.name == "sqlite"
-    )
+    context.configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
