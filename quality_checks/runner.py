@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine, text
 
 from pipelines.db import get_engine, migrate
 from pipelines.history import db_timestamp, fail_run, finish_run, start_run, utcnow
+from pipelines.kairos_exports.lifecycle import Status
 from quality_checks.rules import (
     HEADLINE_RULE,
     SEVERITY_ORDER,
@@ -45,26 +46,8 @@ log = logging.getLogger(__name__)
 
 RUN_KIND = "quality_check"
 SIRET_REGEX = r"^[0-9]{14}$"
-ENROLMENT_STATUSES = (
-    "positionne",
-    "contacte",
-    "injoignable",
-    "refus_candidat",
-    "present",
-    "absent",
-    "rdv_annule",
-    "rdv_supprime",
-    "retenu",
-    "retenu_en_attente",
-    "non_retenu",
-    "a_valider",
-    "inscrit",
-    "entre",
-    "absent_entree",
-    "interruption",
-    "abandon",
-    "sorti",
-)
+# The expectation accepts exactly the lifecycle's statuses (one source of truth).
+ENROLMENT_STATUSES = tuple(status.value for status in Status)
 _INSERT_CHUNK = 5_000
 
 
