@@ -41,6 +41,28 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def database_failure(exc: Exception) -> typer.Exit:
+    """A database that cannot be reached or dropped the connection: one line, exit 1.
+
+    Only the driver's first line for connection errors (host, port, role: never the
+    password, which libpq does not echo); other driver errors by class only, since their
+    text can quote bound values. The ledger row, when one was written, holds the rest."""
+    from sqlalchemy.exc import DBAPIError
+
+    detail = type(exc).__name__
+    orig = getattr(exc, "orig", None)
+    if (isinstance(exc, DBAPIError) and exc.connection_invalidated) or _is_connection_error(exc):
+        first = str(orig or exc).strip().splitlines()
+        detail += f": {first[0]}" if first else ""
+    return fail(f"database error ({detail})", code=1)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="LHEO file (.xml or .xml.gz)")],
@@ -167,14 +189,28 @@ def load(
     lock_timeout: Annotated[
         float | None, typer.Option(help="seconds to wait for a run of the same source")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="worker processes (default: one per core on large files; 0 = none)"),
+    ] = None,
+    fast_path: Annotated[
+        bool,
+        typer.Option(
+            "--fast-path/--no-fast-path",
+            help="record a noop without reading when file, config and code are those of the "
+            "source's last successful load",
+        ),
+    ] = True,
 ) -> None:
     """Read, validate, map and load FILE as the current snapshot of SOURCE.
 
     Exit 2 when the document is refused whole, the snapshot is refused (mass closing) or
     another run of the source holds the lock; the ledger row says why.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from pipelines.config import ConfigError
-    from pipelines.db import get_engine
+    from pipelines.db import DatabaseUrlError, get_engine
     from pipelines.db import migrate as run_migrations
     from pipelines.load import LoadError, load_snapshot
 
@@ -185,14 +221,27 @@ def load(
         finally:
             engine.dispose()
         entry = load_snapshot(
-            file, source=source, config=config, db_url=db, lock_timeout=lock_timeout
+            file,
+            source=source,
+            config=config,
+            db_url=db,
+            lock_timeout=lock_timeout,
+            workers=workers,
+            fast_path=fast_path,
         )
     except (DocumentError, LoadError, ConfigError) as exc:
         raise fail(str(exc)) from None
     except FileNotFoundError as exc:
         raise fail(f"{file}: {exc.strerror}") from None
+    except SQLAlchemyError as exc:
+        raise database_failure(exc) from None
+    except DatabaseUrlError as exc:
+        raise fail(str(exc)) from None
     typer.echo(f"run {entry.run_id} {entry.status}: {entry.source} ← {entry.snapshot_file}")
     typer.echo(f"  lheo {entry.lheo_version}, sha256 {entry.snapshot_sha256}")
+    if "fast_path_same_input_as_run" in entry.counts:
+        same = entry.counts["fast_path_same_input_as_run"]
+        typer.echo(f"  same input as run {same}: not read again (--no-fast-path reads it)")
     for name, value in entry.ledger_counts().items():
         typer.echo(f"  {name:24} {value}")
 
@@ -240,6 +289,10 @@ def ingest_kairos(
     Candidates are pseudonymised with $KAIROS_PSEUDONYM_KEY. Exit 2 when the file is
     refused whole or the key is missing; bad lines are quarantined and the rest loads.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipelines.db import DatabaseUrlError
+    from pipelines.history import RunLockTimeout
     from pipelines.kairos_exports import ExportFileError, PseudonymKeyError, ingest_export
 
     try:
@@ -249,7 +302,11 @@ def ingest_kairos(
             result = ingest_export(file, kind="training-plans", db_url=db)
         else:
             result = ingest_export(file, kind="appointments", db_url=db)
-    except (ExportFileError, PseudonymKeyError) as exc:
+    except (ExportFileError, PseudonymKeyError, RunLockTimeout) as exc:
+        raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise database_failure(exc) from None
+    except DatabaseUrlError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"run {result.run_id} {result.status}: {kind.value} ← {file.name}")
     typer.echo(f"  encoding {result.encoding}, separator '{result.separator}'")

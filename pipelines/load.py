@@ -12,7 +12,12 @@ Guarantees (issue 3; docs/data-model.md):
   both dialects) upsert, close and version. No ORM, no row-by-row round trips, and memory
   holds one batch, not the file.
 * **Idempotent.** Every row carries a content hash; unchanged rows are not rewritten, so
-  loading the same snapshot twice writes nothing but a ledger row with status `noop`.
+  loading the same snapshot twice writes nothing but a ledger row with status `noop`. When
+  the file's bytes, the source's configuration and this code equal those of the source's
+  last successful load, that noop is recorded without reading the file (the fast path).
+* **Parallel on large files.** Worker processes validate, extract and map their share of
+  the formations (pipelines/load_parallel.py); this process writes the same staging rows,
+  in document order, in its one transaction (docs/performance.md).
 * **Closing with a guard.** Open sessions of the source absent from a full snapshot are
   closed (never deleted), unless that would close more than `max_close_share` of them
   (default 20 %): then the snapshot is refused as suspect and nothing changes.
@@ -32,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +51,12 @@ from pipelines.history import (
     db_timestamp,
     fail_run,
     finish_run,
+    mark_interrupted_runs,
     record_versions,
     start_run,
     utcnow,
 )
+from pipelines.load_parallel import Block, copy_text, new_buffers, run_parallel, stage_mapped
 from transforms.kairos_mapping import (
     ActionRow,
     FormationRow,
@@ -281,29 +289,9 @@ def source_lock(engine: Engine, source: str, timeout: float) -> Iterator[None]:
 # --------------------------------------------------------------------------- staging
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _copy_text(rows: Sequence[Sequence[object]]) -> io.StringIO:
     """Rows in COPY text format (tab-separated, \\N for NULL, backslash escapes)."""
-    buffer = io.StringIO()
-    write = buffer.write
-    for row in rows:
-        write(
-            "\t".join(
-                [
-                    "\\N"
-                    if v is None
-                    else v.translate(_COPY_ESCAPES)
-                    if isinstance(v, str)
-                    else str(v)  # int, bool (PostgreSQL reads True/False)
-                    for v in row
-                ]
-            )
-        )
-        write("\n")
-    buffer.seek(0)
-    return buffer
+    return copy_text(rows)
 
 
 class _Stager:
@@ -314,13 +302,10 @@ class _Stager:
         self.batch_size = batch_size
         self.postgres = conn.dialect.name == "postgresql"
         self.seq = 0
-        self.buffers: dict[str, list[tuple[object, ...]]] = {
-            "stg_organisation": [],
-            "stg_formation": [],
-            "stg_action": [],
-            "stg_session": [],
-            "stg_slot": [],
-        }
+        self.buffers: dict[str, list[tuple[object, ...]]] = new_buffers()
+        # Blocks already rendered as COPY text by the parallel workers (PostgreSQL).
+        self.texts: dict[str, list[str]] = {table: [] for table in self.buffers}
+        self.pending = 0
         self.columns: dict[str, tuple[str, ...]] = {
             "stg_organisation": ("seq", *ORGANISATION_COLUMNS),
             "stg_formation": ("seq", *FORMATION_COLUMNS),
@@ -330,30 +315,39 @@ class _Stager:
         }
         self.staged = dict.fromkeys(self.buffers, 0)
 
-    def _next(self) -> int:
-        self.seq += 1
-        return self.seq
-
     def add(self, formation: Formation, config: SourceConfig) -> None:
-        mapped = map_formation(formation, config)
         buffers = self.buffers
-        for org in mapped.organisations:
-            buffers["stg_organisation"].append((self._next(), *org))
-        buffers["stg_formation"].append((self._next(), *mapped.formation))
-        for action in mapped.actions:
-            buffers["stg_action"].append((self._next(), *action))
-        session_seq: dict[tuple[str, str], int] = {}
-        for session in mapped.sessions:
-            seq = self._next()
-            session_seq[(session.carif_session_numero, session.dispensateur_siret)] = seq
-            buffers["stg_session"].append((seq, *session))
-        for slot in mapped.slots:
-            owner = session_seq[(slot.carif_session_numero, slot.dispensateur_siret)]
-            buffers["stg_slot"].append((self._next(), owner, *slot[:3], "lheo", *slot[3:]))
+        self.seq = stage_mapped(buffers, map_formation(formation, config), self.seq)
         if len(buffers["stg_session"]) + len(buffers["stg_slot"]) >= self.batch_size:
             self.flush()
 
+    def add_block(self, block: Block) -> None:
+        """A block mapped by a parallel worker (rows numbered by the worker)."""
+        for table, payload in block.payload.items():
+            if isinstance(payload, str):
+                self.texts[table].append(payload)
+                self.staged[table] += block.rows[table]
+            else:
+                self.buffers[table].extend(payload)
+            self.pending += block.rows[table]
+        if self.pending >= self.batch_size:
+            self.flush()
+
     def flush(self) -> None:
+        self.pending = 0
+        for table, texts in self.texts.items():
+            if not texts:
+                continue
+            cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.copy_expert(
+                    f"COPY {table} ({', '.join(self.columns[table])}) FROM STDIN",
+                    io.StringIO("".join(texts)),
+                    size=1 << 20,
+                )
+            finally:
+                cursor.close()
+            texts.clear()
         for table, rows in self.buffers.items():
             if not rows:
                 continue
@@ -477,6 +471,113 @@ def _quarantine(
     records.clear()
 
 
+# --------------------------------------------------------------------------- fast paths
+
+PARALLEL_MIN_BYTES = 8_000_000  # below this, starting worker processes costs more than it saves
+# What decides the rows a file gives: the code of the reader, mapping and load, the schemas.
+_CODE_FILES = (
+    "transforms/reader.py",
+    "transforms/records.py",
+    "transforms/lheo_dates.py",
+    "transforms/kairos_mapping.py",
+    "pipelines/load.py",
+    "pipelines/load_parallel.py",
+    "pipelines/history.py",
+)
+
+
+def _worker_count(file: Path, workers: int | None) -> int:
+    if workers is None:
+        configured = os.environ.get("KAIROS_LOAD_WORKERS")
+        if configured:
+            workers = int(configured)
+        else:
+            cores = os.cpu_count() or 1
+            big = file.exists() and file.stat().st_size >= PARALLEL_MIN_BYTES
+            workers = min(cores, 4) if cores > 1 and big else 0
+    return workers if workers > 1 else 0
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    paths = [root / name for name in _CODE_FILES]
+    paths += sorted((root / "sql" / "load").glob("*.sql"))
+    paths += sorted((root / "lheo_schemas").glob("*.xsd"))
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
+def input_fingerprint(sha256: str, config: SourceConfig, full_snapshot: bool) -> str:
+    """What a load's result depends on besides the database: the file's bytes (not its name),
+    the source's configuration, full or partial snapshot, and the loader's code."""
+    basis = json.dumps(
+        [sha256, repr(config), full_snapshot, _code_digest()], ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def _unchanged_input(
+    conn: Connection,
+    file: Path,
+    config: SourceConfig,
+    entry: LedgerEntry,
+    fingerprint: str,
+    now: datetime,
+) -> bool:
+    """The reload fast path. When the source's last successful load (`succeeded` or `noop`;
+    failed runs changed nothing) had the same input fingerprint, reading the file again
+    would stage exactly the rows it left in place: nothing would be written. Record a
+    `noop` carrying that run's counts and a copy of its quarantine, without reading."""
+    previous = (
+        conn.execute(
+            text(
+                "SELECT id, counts_json, lheo_version, formations_read, formations_valid,"
+                " formations_quarantined, sessions_inserted, sessions_updated,"
+                " sessions_unchanged FROM run_ledger WHERE run_kind = :kind AND source = :source"
+                " AND status IN ('succeeded', 'noop') AND id < :run_id ORDER BY id DESC LIMIT 1"
+            ),
+            {"kind": RUN_KIND, "source": config.name, "run_id": entry.run_id},
+        )
+        .mappings()
+        .first()
+    )
+    if previous is None:
+        return False
+    try:
+        counts = json.loads(previous["counts_json"] or "{}")
+    except ValueError:
+        return False
+    if not isinstance(counts, dict) or counts.get("input_fingerprint") != fingerprint:
+        return False
+    stamp = db_timestamp(conn, now)
+    conn.execute(
+        text(
+            "INSERT INTO quarantine (run_id, source, file, record_kind, record_key, line, path,"
+            " reasons, created_at) SELECT :run_id, source, :file, record_kind, record_key, line,"
+            " path, reasons, :now FROM quarantine WHERE run_id = :previous ORDER BY id"
+        ),
+        {"run_id": entry.run_id, "file": str(file), "now": stamp, "previous": previous["id"]},
+    )
+    entry.status = "noop"
+    entry.lheo_version = previous["lheo_version"]
+    entry.formations_read = int(previous["formations_read"] or 0)
+    entry.formations_valid = int(previous["formations_valid"] or 0)
+    entry.formations_quarantined = int(previous["formations_quarantined"] or 0)
+    entry.sessions_unchanged = sum(
+        int(previous[k] or 0)
+        for k in ("sessions_inserted", "sessions_updated", "sessions_unchanged")
+    )
+    entry.counts["fast_path_same_input_as_run"] = int(previous["id"])
+    for key in ("sessions_staged", "slots_staged"):
+        if key in counts:
+            entry.counts[key] = counts[key]
+    return True
+
+
 # --------------------------------------------------------------------------- the load
 
 
@@ -489,8 +590,16 @@ def load_snapshot(
     full_snapshot: bool = True,
     lock_timeout: float | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    fast_path: bool = True,
 ) -> LedgerEntry:
     """Load the LHEO file at `path` as the current snapshot of `source`.
+
+    `workers`: processes that validate, extract and map in parallel (None: one per core on
+    files of PARALLEL_MIN_BYTES or more, else 0 = in this process; env KAIROS_LOAD_WORKERS
+    overrides the default). `fast_path`: when the file, the source's configuration and the
+    loader's code are those of the source's last successful load, record a `noop` without
+    reading the file (docs/performance.md).
 
     Raises transforms.reader.DocumentError (whole document refused), SnapshotRefused
     (mass closing, unexpected LHEO version), LockTimeout (another run of the source), or
@@ -514,9 +623,22 @@ def load_snapshot(
                     snapshot_file=str(file),
                     snapshot_sha256=sha,
                 )
+                # We hold the lock: another 'running' row of the source is a killed run's.
+                mark_interrupted_runs(
+                    engine, run_kind=RUN_KIND, source=source, current_run_id=run_id
+                )
                 entry = LedgerEntry(run_id, source, "running", str(file), sha)
                 try:
-                    _load(engine, file, source_config, entry, full_snapshot, batch_size)
+                    _load(
+                        engine,
+                        file,
+                        source_config,
+                        entry,
+                        full_snapshot,
+                        batch_size,
+                        _worker_count(file, workers),
+                        fast_path,
+                    )
                 except BaseException as exc:
                     entry.status = "failed"
                     fail_run(
@@ -558,8 +680,12 @@ def _load(
     entry: LedgerEntry,
     full_snapshot: bool,
     batch_size: int,
+    workers: int = 0,
+    fast_path: bool = False,
 ) -> None:
     started = time.perf_counter()
+    fingerprint = input_fingerprint(entry.snapshot_sha256, config, full_snapshot)
+    entry.counts["input_fingerprint"] = fingerprint
     with engine.connect() as conn:
         try:
             if conn.dialect.name == "sqlite":
@@ -567,7 +693,10 @@ def _load(
                 # not upgrade to writing if another connection committed in between.
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             now = utcnow()
-            _load_in_transaction(conn, file, config, entry, full_snapshot, batch_size, now)
+            if not (fast_path and _unchanged_input(conn, file, config, entry, fingerprint, now)):
+                _load_in_transaction(
+                    conn, file, config, entry, full_snapshot, batch_size, now, workers
+                )
             entry.counts["seconds"] = round(time.perf_counter() - started, 3)
             finish_run(
                 conn,
@@ -591,6 +720,7 @@ def _load_in_transaction(
     full_snapshot: bool,
     batch_size: int,
     now: datetime,
+    workers: int = 0,
 ) -> None:
     source = config.name
     stamp = db_timestamp(conn, now)
@@ -605,18 +735,35 @@ def _load_in_transaction(
                 f"{file}: LHEO {reader.lheo_version} document, but source {source!r} is "
                 f"configured as LHEO {config.lheo_version}"
             )
-        for record in reader:
-            if isinstance(record, QuarantinedRecord):
-                quarantined.append(record)
+        if workers > 1:
+            # Validate, extract and map in worker processes (pipelines/load_parallel.py);
+            # this process only writes the staged blocks, in document order.
+            def write(block: Block) -> None:
+                quarantined.extend(block.quarantined)
                 if len(quarantined) >= 1000:
                     _quarantine(conn, quarantined, entry.run_id, source, stamp)
-            else:
-                stager.add(record, config)
+                stager.add_block(block)
+
+            counts = run_parallel(
+                file, source, config, workers=workers, copy_format=stager.postgres, write=write
+            )
+            read, valid, rejected = counts.formations, counts.valid, counts.quarantined
+            entry.counts["load_workers"] = workers
+        else:
+            for record in reader:
+                if isinstance(record, QuarantinedRecord):
+                    quarantined.append(record)
+                    if len(quarantined) >= 1000:
+                        _quarantine(conn, quarantined, entry.run_id, source, stamp)
+                else:
+                    stager.add(record, config)
+            counted = reader.counts
+            read, valid, rejected = counted["formations"], counted["valid"], counted["quarantined"]
         stager.flush()
         _quarantine(conn, quarantined, entry.run_id, source, stamp)
-        entry.formations_read = reader.counts["formations"]
-        entry.formations_valid = reader.counts["valid"]
-        entry.formations_quarantined = reader.counts["quarantined"]
+        entry.formations_read = read
+        entry.formations_valid = valid
+        entry.formations_quarantined = rejected
 
     entry.counts["seconds_read_map_stage"] = round(time.perf_counter() - started, 3)
     params: dict[str, Any] = {"source": source, "run_id": entry.run_id, "now": stamp}

@@ -159,7 +159,9 @@ def rows_written(stdout: str) -> int | None:
     return total if found else None
 
 
-def bench_one(size: int, version: str, workdir: Path, pg_admin: str) -> list[StepResult]:
+def bench_one(
+    size: int, version: str, workdir: Path, pg_admin: str, skip: frozenset[str] = frozenset()
+) -> list[StepResult]:
     from transforms.generator import write_offers
 
     formations = max(1, round(size / sessions_per_formation(version, workdir)))
@@ -201,20 +203,23 @@ def bench_one(size: int, version: str, workdir: Path, pg_admin: str) -> list[Ste
             run_measured([str(BIN / "kairos-sync"), "migrate", "--db", db])
         seconds, peak, out = run_measured(load_command(file, pg, version))
         record("full load PostgreSQL", seconds, peak, rows_written(out))
-        seconds, peak, out = run_measured(load_command(file, sqlite, version))
-        record("full load SQLite", seconds, peak, rows_written(out))
+        if "sqlite" not in skip:
+            seconds, peak, out = run_measured(load_command(file, sqlite, version))
+            record("full load SQLite", seconds, peak, rows_written(out))
         seconds, peak, out = run_measured(load_command(file, pg, version))
         record("reload unchanged (PG)", seconds, peak, rows_written(out))
-        changed_file = workdir / f"offers-{version}-{size}-changed.xml"
-        changed = change_one_percent(file, changed_file)
-        seconds, peak, out = run_measured(load_command(changed_file, pg, version))
-        record("1 % changed (PG)", seconds, peak, rows_written(out), f"{changed} sessions")
-        changed_file.unlink()
+        if "changed" not in skip:
+            changed_file = workdir / f"offers-{version}-{size}-changed.xml"
+            changed = change_one_percent(file, changed_file)
+            seconds, peak, out = run_measured(load_command(changed_file, pg, version))
+            record("1 % changed (PG)", seconds, peak, rows_written(out), f"{changed} sessions")
+            changed_file.unlink()
         seconds, peak, out = run_measured(
             [str(BIN / "kairos-sync"), "check", "--db", pg, "--as-of", AS_OF, "--format", "json"]
         )
         flags = len(json.loads(out)) if out.strip().startswith("[") else None
         record("quality checks (PG)", seconds, peak, flags, "rows = flags")
+        rule_profile(pg, workdir / f"rules-{version}-{size}.json")
     finally:
         drop_postgres(pg_admin, pg)
         sqlite_file.unlink(missing_ok=True)
@@ -222,6 +227,37 @@ def bench_one(size: int, version: str, workdir: Path, pg_admin: str) -> list[Ste
     for result in results:
         result.xmllint_ratio = result.seconds / xmllint_seconds
     return results
+
+
+def rule_profile(url: str, target: Path) -> None:
+    """Each quality rule's own time on the loaded PostgreSQL database, and the plan
+    (EXPLAIN ANALYZE, BUFFERS) of the slowest one: where the checks' time goes."""
+    import datetime as dt
+
+    from quality_checks.rules import bind_parameters, load_rules
+
+    params = bind_parameters(dt.date.fromisoformat(AS_OF))
+    engine = create_engine(url)
+    timings: dict[str, float] = {}
+    try:
+        with engine.connect() as conn:
+            for rule in load_rules():
+                sql = rule.plain_sql()
+                bound = {k: v for k, v in params.items() if f":{k}" in sql}
+                started = time.perf_counter()
+                conn.execute(text(sql), bound).fetchall()
+                timings[rule.id] = round(time.perf_counter() - started, 3)
+            slowest = max(timings, key=lambda rule_id: timings[rule_id])
+            rule = next(r for r in load_rules() if r.id == slowest)
+            sql = rule.plain_sql()
+            bound = {k: v for k, v in params.items() if f":{k}" in sql}
+            plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql), bound).scalars().all()
+    finally:
+        engine.dispose()
+    target.write_text(json.dumps({"seconds": timings, "slowest": slowest, "plan": plan}, indent=2))
+    ranked = sorted(timings.items(), key=lambda item: -item[1])
+    print("  rules (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ranked), flush=True)
+    print(f"  plan of {slowest}: {target}", flush=True)
 
 
 def machine() -> dict[str, str]:
@@ -279,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", default="2.2,2.3")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="an admin URL to create databases")
     parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="steps to leave out when time is short, comma-separated: sqlite, changed",
+    )
     args = parser.parse_args(argv)
     if shutil.which("xmllint") is None:
         print("xmllint is missing: apt-get install libxml2-utils", file=sys.stderr)
@@ -289,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[StepResult] = []
     for size in sizes:
         for version in versions:
-            results.extend(bench_one(size, version, args.workdir, args.pg_url))
+            skip = frozenset(filter(None, args.skip.split(",")))
+            results.extend(bench_one(size, version, args.workdir, args.pg_url, skip))
     info = machine()
     payload = {
         "machine": info,

@@ -62,6 +62,11 @@ class DocumentError(Exception):
         self.file = os.fspath(file)
         self.reason = message
 
+    def __reduce__(self) -> tuple[type[DocumentError], tuple[str, str]]:
+        # Picklable as itself: the parallel load (pipelines/load_parallel.py) re-raises a
+        # worker's DocumentError in the loading process.
+        return (DocumentError, (self.file, self.reason))
+
 
 @lru_cache(maxsize=4)
 def load_schema(lheo_version: LheoVersion) -> etree.XMLSchema:
@@ -120,9 +125,22 @@ class OfferReader:
     ...     reader.counts                # {"formations": …, "valid": …, "quarantined": …}
     """
 
-    def __init__(self, path: str | os.PathLike[str], source: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        source: str | None = None,
+        *,
+        shard: tuple[int, int, int] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.source = source
+        # (index, count, block): validate and extract only the formations of blocks
+        # `block_number % count == index` (block = `block` consecutive formations); the others
+        # are parsed and dropped. Used by the parallel load, one shard per worker process.
+        # `counts["formations"]` still counts every formation; `position` is the 0-based
+        # document index of the formation last yielded.
+        self.shard = shard
+        self.position = -1
         self.counts = {"formations": 0, "valid": 0, "quarantined": 0}
         self._stream: IO[bytes] | None = None
         self._lheo_version: LheoVersion | None = None
@@ -150,7 +168,8 @@ class OfferReader:
             etree.iterparse(
                 self._stream,
                 events=("end",),
-                tag=f"{{{NAMESPACE_OF[self._lheo_version]}}}formation",
+                # Any namespace: a formation of another LHEO version is refused, not skipped.
+                tag="{*}formation",
                 resolve_entities=False,
                 no_network=True,
                 load_dtd=False,
@@ -277,14 +296,28 @@ class OfferReader:
         wrapper = etree.Element(f"{{{namespace}}}lheo", nsmap={None: namespace})  # type: ignore[dict-item]
         offres = etree.SubElement(wrapper, f"{{{namespace}}}offres")
         extractor = _Extractor(namespace, version)
+        shard = self.shard
 
         element = self._next_event()
         while element is not None:
             parent = element.getparent()
             expected_parent = parent is not None and parent.tag == f"{{{namespace}}}offres"
+            if expected_parent and element.tag != f"{{{namespace}}}formation":
+                raise DocumentError(
+                    self.path,
+                    f"mixed LHEO versions: <formation> in namespace "
+                    f"{etree.QName(element).namespace!r} at line {source_line(element)} of a "
+                    f"LHEO {version} document",
+                )
             if expected_parent:
+                index = self.counts["formations"]
                 self.counts["formations"] += 1
-                yield self._check_one(element, offres, schema, extractor)
+                if shard is None or (index // shard[2]) % shard[1] == shard[0]:
+                    self.position = index
+                    yield self._check_one(element, offres, schema, extractor)
+                else:
+                    cast(etree._Element, parent).remove(element)
+                    element.clear()
             element = self._next_event()
         self._done = True
 

@@ -1,6 +1,7 @@
 -- Staging tables of one snapshot load (pipelines/load.py). Temporary: private to the load's
 -- connection, gone with it. Built with CREATE TABLE AS from the target tables so their column
--- types follow the migrations; `seq` is the document order (later rows win on duplicates).
+-- types follow the migrations; `seq` is the document order (later rows win on duplicates),
+-- BIGINT: the parallel load numbers a block's rows from `block << 24` (load_parallel.py).
 -- {temp} is the temporary schema (pg_temp / temp) so a DROP can never hit a real table.
 DROP TABLE IF EXISTS {temp}.stg_organisation;
 DROP TABLE IF EXISTS {temp}.stg_formation;
@@ -8,16 +9,17 @@ DROP TABLE IF EXISTS {temp}.stg_action;
 DROP TABLE IF EXISTS {temp}.stg_session;
 DROP TABLE IF EXISTS {temp}.stg_slot;
 CREATE TEMPORARY TABLE stg_organisation AS
-SELECT 0 AS seq, {organisation_columns} FROM organisation WHERE 1 = 0;
+SELECT CAST(0 AS BIGINT) AS seq, {organisation_columns} FROM organisation WHERE 1 = 0;
 CREATE TEMPORARY TABLE stg_formation AS
-SELECT 0 AS seq, {formation_columns} FROM formation WHERE 1 = 0;
+SELECT CAST(0 AS BIGINT) AS seq, {formation_columns} FROM formation WHERE 1 = 0;
 CREATE TEMPORARY TABLE stg_action AS
-SELECT 0 AS seq, {action_columns} FROM action WHERE 1 = 0;
+SELECT CAST(0 AS BIGINT) AS seq, {action_columns} FROM action WHERE 1 = 0;
 CREATE TEMPORARY TABLE stg_session AS
-SELECT 0 AS seq, {session_columns} FROM kairos_session WHERE 1 = 0;
+SELECT CAST(0 AS BIGINT) AS seq, {session_columns} FROM kairos_session WHERE 1 = 0;
 -- Slots arrive keyed by their session's natural key; kairos_session_id is resolved after the
 -- session upsert (resolve_slot_sessions.sql).
 CREATE TEMPORARY TABLE stg_slot AS
-SELECT 0 AS seq, 0 AS session_seq, k.source, k.carif_session_numero, k.dispensateur_siret,
+SELECT CAST(0 AS BIGINT) AS seq, CAST(0 AS BIGINT) AS session_seq,
+       k.source, k.carif_session_numero, k.dispensateur_siret,
        {slot_columns}
 FROM recruitment_slot, kairos_session AS k WHERE 1 = 0;
