@@ -52,3 +52,17 @@ airflow: $(STAMP)
 # (scratch home var/airflow-check; transcript in docs/deployment.md).
 airflow-check: $(STAMP)
 	$(BIN)/python tools/airflow_trial.py check
+
+.PHONY: audit audit-offline
+# Dependency audit (docs/security.md): pins and `pip check` offline, then pip-audit (pinned,
+# in its own venv so that it never enters the runtime stack) against the OSV database.
+AUDIT_VENV := var/audit-venv
+PIP_AUDIT_VERSION := 2.10.1
+
+audit-offline: $(STAMP)
+	$(BIN)/python tools/audit.py
+
+audit: $(STAMP)
+	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
+	  $(AUDIT_VENV)/bin/python -m pip install -q pip-audit==$(PIP_AUDIT_VERSION); }
+	$(BIN)/python tools/audit.py --pip-audit $(AUDIT_VENV)/bin/pip-audit

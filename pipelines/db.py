@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
@@ -25,9 +27,21 @@ def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+class DatabaseUrlError(ValueError):
+    """The database URL cannot be parsed. The message never repeats the URL: it may hold a
+    password."""
+
+
 def get_engine(url: str | None = None) -> Engine:
     """An engine for `url` (or the default). SQLite gets foreign keys and WAL on."""
     url = url or default_database_url()
+    try:
+        make_url(url)
+    except (ValueError, ArgumentError) as exc:
+        raise DatabaseUrlError(
+            f"invalid database URL ({type(exc).__name__}; the URL is not repeated as it may"
+            " hold a password): expected dialect+driver://user:password@host:port/database"
+        ) from None
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fnmatch
+import functools
 import hashlib
 import logging
 import os
@@ -85,6 +86,20 @@ class PathOutsideAllowedFolderError(FetchError, ValueError):
 
 class ChecksumMismatchError(FetchError):
     """An archived file no longer matches its sha256 sidecar."""
+
+
+class LandingZoneError(FetchError):
+    """The landing zone cannot be written (permission denied, disk full, read-only).
+
+    Not retried: waiting does not free a disk. Nothing half-written is left behind (the
+    copy goes to a staging folder that is removed, the sidecar comes last)."""
+
+
+def _landing_error(what: str, target: Path, exc: OSError) -> LandingZoneError:
+    return LandingZoneError(
+        f"{what}: cannot write {target} in the landing zone: {exc.strerror or exc}"
+        f" (errno {exc.errno}); nothing was archived"
+    )
 
 
 class _TransientError(Exception):
@@ -230,12 +245,46 @@ def _is_url(location: str) -> bool:
 
 
 def _copy_stream(source: IO[bytes], target: Path) -> str:
+    """Copy and hash. Reading errors propagate as they are (the caller decides whether they
+    are transient); writing errors (ENOSPC, EACCES, EROFS) are a `LandingZoneError`."""
     digest = hashlib.sha256()
-    with target.open("wb") as out:
+    try:
+        out = target.open("wb")
+    except OSError as exc:
+        raise _landing_error("copy", target, exc) from exc
+    with out:
         for chunk in iter(lambda: source.read(_CHUNK), b""):
             digest.update(chunk)
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _landing_error("copy", target, exc) from exc
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            raise _landing_error("copy", target, exc) from exc
     return digest.hexdigest()
+
+
+def _archive(
+    staging: Path, name: str, target_root: Path, digest_of: Callable[[Path], str]
+) -> tuple[Path, str]:
+    """Copy into the staging folder, move into place, then write the sidecar (last, so a
+    file without sidecar is never taken for an archive). Landing-zone errors are clear."""
+    part = staging / name
+    digest = digest_of(part)
+    final = target_root / name
+    try:
+        os.replace(part, final)
+        try:
+            _write_sidecar(final, digest)
+        except OSError:
+            final.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise _landing_error("archive", final, exc) from exc
+    return final, digest
 
 
 def _http_get(url: str, target: Path, *, timeout: float, headers: Mapping[str, str] | None) -> str:
@@ -313,8 +362,11 @@ def _pick_local_file(folder: Path, pattern: str, source: str) -> Path:
 
 @contextlib.contextmanager
 def _staging(folder: Path) -> Iterator[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder))
+    except OSError as exc:
+        raise _landing_error("staging", folder, exc) from exc
     try:
         yield staging
     finally:
@@ -386,11 +438,14 @@ def fetch_snapshot(
     target_root = Path(tempfile.mkdtemp(prefix=f"kairos-dry-{source}-")) if dry_run else folder
     name, action = _fetch_action(source, location, pattern, timeout, headers)
     with _staging(target_root) as staging:
-        part = staging / name
-        digest = _with_retries(f"source {source} ({location})", lambda: action(part), retry, sleep)
-        final = target_root / name
-        os.replace(part, final)
-    _write_sidecar(final, digest)
+        final, digest = _archive(
+            staging,
+            name,
+            target_root,
+            lambda part: _with_retries(
+                f"source {source} ({location})", lambda: action(part), retry, sleep
+            ),
+        )
     log.info("source %s: fetched %s (sha256 %s)", source, final, digest)
     return FetchedSnapshot(path=final, sha256=digest, reused=False)
 
@@ -492,11 +547,9 @@ def fetch_kairos_exports(
     results: list[FetchedExport] = []
     with _staging(target_root) as staging:
         for file in files:
-            part = staging / file.name
-            digest = _local_get(file, part)
-            final = target_root / file.name
-            os.replace(part, final)
-            _write_sidecar(final, digest)
+            final, digest = _archive(
+                staging, file.name, target_root, functools.partial(_local_get, file)
+            )
             kind = export_kind(file.name)
             assert kind is not None  # filtered above
             results.append(FetchedExport(path=final, kind=kind, sha256=digest, reused=False))
@@ -529,6 +582,7 @@ __all__: Sequence[str] = (
     "FetchError",
     "FetchedExport",
     "FetchedSnapshot",
+    "LandingZoneError",
     "PathOutsideAllowedFolderError",
     "RetryPolicy",
     "SnapshotNotArchivedError",

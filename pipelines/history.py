@@ -20,12 +20,18 @@ slots_as_of.sql) answer "what changed in the last run" and "the state as of D".
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
+import filelock
 from sqlalchemy import Connection, Engine, inspect, text
 
 from pipelines.db import read_sql
@@ -96,6 +102,99 @@ def start_run(
     return int(row[0])
 
 
+INTERRUPTED = "interrupted"
+_LOCK_POLL_SECONDS = 0.2
+
+
+class RunLockTimeout(Exception):
+    """Another run of the same kind and source held the run lock past the bounded wait."""
+
+
+@contextmanager
+def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> Iterator[None]:
+    """Serialise the runs of (`run_kind`, `source`), for the stages other than the LHEO
+    loader (which has its own, pipelines.load.source_lock, same technique): a PostgreSQL
+    session advisory lock on a dedicated autocommit connection, or on SQLite a file lock
+    next to the database. Both die with the process, so a killed run never blocks the next.
+    """
+    message = (
+        f"another {run_kind} run of {source!r} is running; waited {timeout:g} s for it"
+        " (see run_ledger)"
+    )
+    if engine.dialect.name == "postgresql":
+        digest = hashlib.sha256(f"kairos-sync:{run_kind}:{source}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            deadline = time.monotonic() + timeout
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    raise RunLockTimeout(message)
+                time.sleep(_LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    database = engine.url.database
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{run_kind}.{source}")
+    folder = (
+        Path(tempfile.gettempdir()) / "kairos-sync-memory"
+        if not database or database == ":memory:"
+        else Path(database)
+    )
+    lock = filelock.FileLock(f"{folder}.{safe}.run.lock", timeout=timeout)
+    try:
+        lock.acquire(poll_interval=_LOCK_POLL_SECONDS)
+    except filelock.Timeout:
+        raise RunLockTimeout(message) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def mark_interrupted_runs(
+    engine: Engine, *, run_kind: str, source: str | None, current_run_id: int
+) -> list[int]:
+    """Mark `failed` the other `running` rows of (`run_kind`, `source`); returns their ids.
+
+    Call it only while holding the run lock of that source (pipelines.load.source_lock): a
+    live run holds that lock for its whole duration, so any other `running` row is the
+    leftover of a process that could not record its own end (SIGKILL, machine crash, OOM
+    killer). Its transaction was rolled back by the database; only the ledger is repaired.
+    """
+    with engine.begin() as conn:
+        ids = [
+            int(row[0])
+            for row in conn.execute(
+                text(
+                    "SELECT id FROM run_ledger WHERE run_kind = :kind AND status = 'running' "
+                    "AND id <> :current AND "
+                    "((:source IS NULL AND source IS NULL) OR source = :source) ORDER BY id"
+                ),
+                {"kind": run_kind, "source": source, "current": current_run_id},
+            )
+        ]
+        if ids:
+            conn.execute(
+                text(
+                    "UPDATE run_ledger SET status = 'failed', finished_at = :now, "
+                    "error = :error WHERE id = :id AND status = 'running'"
+                ),
+                [
+                    {
+                        "id": run_id,
+                        "now": db_timestamp(conn, utcnow()),
+                        "error": f"{INTERRUPTED}: the process ended without recording an "
+                        f"outcome (killed or crashed); its changes were rolled back. "
+                        f"Found by run {current_run_id}.",
+                    }
+                    for run_id in ids
+                ],
+            )
+    return ids
+
+
 def finish_run(
     conn: Connection,
     run_id: int,
@@ -135,7 +234,13 @@ def fail_run(
     counts: Mapping[str, int | None] | None = None,
     lheo_version: str | None = None,
 ) -> None:
-    """Mark a run failed in a fresh transaction (the load's own was rolled back)."""
+    """Mark a run failed in a fresh transaction (the load's own was rolled back).
+
+    The database password is masked in `error`, whatever produced the text (a driver or a
+    library that echoes its connection string): the ledger is read by many people."""
+    password = engine.url.password
+    if password:
+        error = error.replace(str(password), "***")
     with engine.begin() as conn:
         finish_run(
             conn,

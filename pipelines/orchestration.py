@@ -449,8 +449,16 @@ def report_step(request: Mapping[str, Any], *, db_url: str | None = None) -> dic
     sources = list(request.get("sources") or sorted(config.sources))
     done: list[dict[str, Any]] = []
     errors: list[str] = []
+    from pipelines.fetch import ensure_inside
+
+    unknown = [s for s in sources if s not in config.sources]
+    if unknown:
+        # Names come from the trigger form or the asset event: never a path of their own.
+        raise PlanError(f"unknown source(s) {unknown!r}: expected some of {sorted(config.sources)}")
     for source in sources:
-        out = reports_dir() / as_of.isoformat() / source
+        out = ensure_inside(
+            reports_dir() / as_of.isoformat() / source, reports_dir(), what="report folder"
+        )
         try:
             already_sent = (out / SENT_NAME).is_file()
             written = build_report(db_url, as_of, out, source=source)

@@ -27,7 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pipelines.db import get_engine, migrate
-from pipelines.history import fail_run, finish_run, start_run, utcnow
+from pipelines.history import (
+    fail_run,
+    finish_run,
+    mark_interrupted_runs,
+    run_lock,
+    start_run,
+    utcnow,
+)
 from pipelines.kairos_exports import contracts as c
 from pipelines.kairos_exports import slots
 from pipelines.kairos_exports.lifecycle import (
@@ -181,12 +188,16 @@ def ingest_export(
     pseudonym_key: bytes | None = None,
     source: str | None = None,
     as_of: date | None = None,
+    lock_timeout: float = 600.0,
 ) -> IngestResult:
     """Load one KAIROS / France Travail export of `kind` into the database at `db_url`.
 
     `as_of` (default: today) dates the 'inscrit' status a training plan asserts when its
     start date is later. Raises `ExportFileError` (file refused whole, ledger 'failed'),
-    `PseudonymKeyError` (no key for a kind that carries candidates).
+    `PseudonymKeyError` (no key for a kind that carries candidates), `RunLockTimeout`
+    (another ingestion of the same kind and source ran longer than `lock_timeout`). Runs
+    of one kind and source are serialised; a run killed before recording its end is
+    marked failed ('interrupted') by the next one.
     """
     if kind not in EXPORT_KINDS:
         raise ValueError(f"unknown export kind {kind!r} (expected one of {EXPORT_KINDS})")
@@ -196,49 +207,56 @@ def ingest_export(
     try:
         migrate(engine)
         tables = reflect_tables(engine, list(_TABLES))
-        run_id = start_run(
-            engine,
-            run_kind=kind,
-            source=source,
-            snapshot_file=file_path.name,
-            snapshot_sha256=_sha256(file_path),
-        )
-        try:
-            pseudonymiser = None if kind == "adherents" else Pseudonymiser(load_key(pseudonym_key))
-            table = _open_table(file_path, kind)
-            with engine.begin() as conn:
-                run = Run(conn, tables, run_id, kind, source, file_path.name)
-                if kind == "adherents":
-                    _load_adherents(run, table)
-                elif kind == "training-plans":
-                    assert pseudonymiser is not None
-                    _load_training_plans(run, table, pseudonymiser, as_of or date.today())
-                else:
-                    assert pseudonymiser is not None
-                    _load_appointments(run, table, pseudonymiser)
-                changed = sum(run.counts.get(k, 0) for k in _CHANGE_COUNTS)
-                status = "succeeded" if changed else "noop"
-                finish_run(
-                    conn,
-                    run_id,
-                    status=status,
-                    counts={k: run.counts.get(k, 0) for k in _LEDGER_COLUMNS},
-                    extra_counts=run.counts,
+        with run_lock(engine, run_kind=kind, source=source, timeout=lock_timeout):
+            run_id = start_run(
+                engine,
+                run_kind=kind,
+                source=source,
+                snapshot_file=file_path.name,
+                snapshot_sha256=_sha256(file_path),
+            )
+            # We hold the lock: another 'running' row of this kind and source is dead.
+            mark_interrupted_runs(engine, run_kind=kind, source=source, current_run_id=run_id)
+            try:
+                pseudonymiser = (
+                    None if kind == "adherents" else Pseudonymiser(load_key(pseudonym_key))
                 )
-        except Exception as exc:
-            fail_run(engine, run_id, _safe_error(exc))
-            log.error("kairos %s ingest of %s failed: %s", kind, file_path.name, _safe_error(exc))
-            raise
-        log.info(
-            "kairos %s ingest of %s: %s %s",
-            kind,
-            file_path.name,
-            status,
-            json.dumps(run.counts, sort_keys=True),
-        )
-        return IngestResult(
-            run_id, kind, str(file_path), status, table.encoding, table.separator, run.counts
-        )
+                table = _open_table(file_path, kind)
+                with engine.begin() as conn:
+                    run = Run(conn, tables, run_id, kind, source, file_path.name)
+                    if kind == "adherents":
+                        _load_adherents(run, table)
+                    elif kind == "training-plans":
+                        assert pseudonymiser is not None
+                        _load_training_plans(run, table, pseudonymiser, as_of or date.today())
+                    else:
+                        assert pseudonymiser is not None
+                        _load_appointments(run, table, pseudonymiser)
+                    changed = sum(run.counts.get(k, 0) for k in _CHANGE_COUNTS)
+                    status = "succeeded" if changed else "noop"
+                    finish_run(
+                        conn,
+                        run_id,
+                        status=status,
+                        counts={k: run.counts.get(k, 0) for k in _LEDGER_COLUMNS},
+                        extra_counts=run.counts,
+                    )
+            except Exception as exc:
+                fail_run(engine, run_id, _safe_error(exc))
+                log.error(
+                    "kairos %s ingest of %s failed: %s", kind, file_path.name, _safe_error(exc)
+                )
+                raise
+            log.info(
+                "kairos %s ingest of %s: %s %s",
+                kind,
+                file_path.name,
+                status,
+                json.dumps(run.counts, sort_keys=True),
+            )
+            return IngestResult(
+                run_id, kind, str(file_path), status, table.encoding, table.separator, run.counts
+            )
     finally:
         engine.dispose()
 
