@@ -31,7 +31,15 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, text
 
 from pipelines.db import get_engine, migrate
-from pipelines.history import db_timestamp, fail_run, finish_run, start_run, utcnow
+from pipelines.history import (
+    db_timestamp,
+    fail_run,
+    finish_run,
+    mark_interrupted_runs,
+    run_lock,
+    start_run,
+    utcnow,
+)
 from pipelines.kairos_exports.lifecycle import Status
 from quality_checks.rules import (
     HEADLINE_RULE,
@@ -372,14 +380,38 @@ def run_checks(
     *,
     source: str | None = None,
     rules: Sequence[Rule] | None = None,
+    lock_timeout: float = 600.0,
 ) -> CheckRun:
-    """Evaluate every rule as of `as_of`, store the flags; returns the run."""
-    started = time.perf_counter()
+    """Evaluate every rule as of `as_of`, store the flags; returns the run.
+
+    Check runs of one scope (a source, or all) are serialised like loads; holding the lock,
+    a run marks any other `running` check of that scope as interrupted (a killed process
+    cannot record its own end; its writes were rolled back by the database).
+    """
     engine: Engine = get_engine(url)
     migrate(engine)
+    with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout):
+        return _run_checks_locked(engine, as_of, source=source, rules=rules)
+
+
+def _run_checks_locked(
+    engine: Engine, as_of: dt.date, *, source: str | None, rules: Sequence[Rule] | None
+) -> CheckRun:
+    started = time.perf_counter()
     gx_url = engine.url.render_as_string(hide_password=False)
     ledger_id = start_run(engine, run_kind=RUN_KIND, source=source)
+    interrupted = mark_interrupted_runs(
+        engine, run_kind=RUN_KIND, source=source, current_run_id=ledger_id
+    )
     with engine.begin() as conn:
+        for stale in interrupted:
+            conn.execute(
+                text(
+                    "UPDATE quality_check_run SET status = 'failed', finished_at = :now "
+                    "WHERE run_ledger_id = :ledger AND status = 'running'"
+                ),
+                {"now": db_timestamp(conn, utcnow()), "ledger": stale},
+            )
         check_run_id = int(
             conn.execute(
                 text(

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import pytest
 import sqlalchemy as sa
-from quality_data import AS_OF, OF_A, OF_B, OF_C, QualityData, days
+from quality_data import AS_OF, NOW, OF_A, OF_B, OF_C, QualityData, days
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -495,3 +495,49 @@ def test_check_cli_json(data: QualityData) -> None:
     assert "no_open_recruitment_modality" in text_result.stdout
     bad = CliRunner().invoke(app, ["check", "--db", data.url, "--as-of", "16/03/2026"])
     assert bad.exit_code == 2
+
+
+def test_a_killed_check_run_is_marked_interrupted_by_the_next(data: QualityData) -> None:
+    """A check process killed mid-run leaves 'running' rows (its writes rolled back); the next
+    run of the same scope, holding the run lock, marks them failed."""
+    data.session(carif_session_numero="blocked")
+    with data.engine.begin() as conn:
+        ledger = data.meta.tables["run_ledger"]
+        stale_ledger = conn.execute(
+            sa.insert(ledger)
+            .values(run_kind="quality_check", source=None, started_at=NOW, status="running")
+            .returning(ledger.c.id)
+        ).scalar_one()
+        check_run = data.meta.tables["quality_check_run"]
+        stale_check = conn.execute(
+            sa.insert(check_run)
+            .values(run_ledger_id=stale_ledger, as_of=AS_OF, started_at=NOW, status="running")
+            .returning(check_run.c.id)
+        ).scalar_one()
+    run = run_checks(data.url, AS_OF)
+    with data.engine.connect() as conn:
+        ledger_row = conn.execute(
+            sa.text("SELECT status, error FROM run_ledger WHERE id = :id"), {"id": stale_ledger}
+        ).one()
+        check_status = conn.execute(
+            sa.text("SELECT status FROM quality_check_run WHERE id = :id"), {"id": stale_check}
+        ).scalar_one()
+        current = conn.execute(
+            sa.text("SELECT status FROM run_ledger WHERE id = :id"), {"id": run.run_ledger_id}
+        ).scalar_one()
+    assert ledger_row.status == "failed" and "interrupted" in ledger_row.error
+    assert check_status == "failed"
+    assert current == "succeeded"
+
+
+def test_check_runs_of_one_scope_are_serialised(data: QualityData) -> None:
+    """While a check run of a scope holds its lock, another waits, then fails clearly."""
+    from pipelines.history import RunLockTimeout, run_lock
+
+    data.session(carif_session_numero="blocked")
+    with (
+        run_lock(data.engine, run_kind="quality_check", source="*", timeout=1),
+        pytest.raises(RunLockTimeout, match="another quality_check run"),
+    ):
+        run_checks(data.url, AS_OF, lock_timeout=0.5)
+    assert run_checks(data.url, AS_OF).flags  # free again afterwards
