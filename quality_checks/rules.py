@@ -89,7 +89,7 @@ class Rule:
         Whole-line `--` comments are dropped: `text()` would read a `:as_of` in a comment as
         a parameter and GX would substitute a `{batch}` written in one.
         """
-        return strip_comments(read_sql(f"checks/{self.id}.sql"))
+        return splice_fragments(strip_comments(read_sql(f"checks/{self.id}.sql")))
 
     def plain_sql(self) -> str:
         """The query on the kairos_session table itself, runnable without GX."""
@@ -121,9 +121,29 @@ class Rule:
         return f"{self.message} {detail}" if detail else self.message
 
 
+@cache
+def _fragments() -> dict[str, str]:
+    """sql/checks/fragments/*.sql: definitions several rules share ("recruiting on :as_of")."""
+    return {
+        path.stem: strip_comments(path.read_text(encoding="utf-8")).strip()
+        for path in sorted((CHECKS_DIR / "fragments").glob("*.sql"))
+    }
+
+
+def splice_fragments(query: str) -> str:
+    """Replace each `{name}` of sql/checks/fragments/name.sql by that shared definition.
+
+    str.replace, not str.format: Great Expectations owns the `{batch}` placeholder.
+    """
+    for name, fragment in _fragments().items():
+        query = query.replace(f"{{{name}}}", f"(\n{fragment}\n)")
+    return query
+
+
 def read_query(relative_path: str) -> str:
-    """A file of sql/ without its comments (see `strip_comments`), ready for `text()`."""
-    return strip_comments(read_sql(relative_path))
+    """A file of sql/ without its comments (see `strip_comments`) and with the shared
+    fragments spliced in, ready for `text()`."""
+    return splice_fragments(strip_comments(read_sql(relative_path)))
 
 
 def strip_comments(sql: str) -> str:

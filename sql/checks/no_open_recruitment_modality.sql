@@ -3,9 +3,10 @@
 -- ("Dommage, on est bloqué !!!", seed 000; "Ne jamais laisser le prescripteur sans aucune
 -- modalité de recrutement ouverte, tant que le recrutement est actif", seed 002).
 --
--- Recruiting on :as_of: current (closed_at IS NULL), etat_recrutement = 1 (ouvert), and
---   permanent entries/exits (modalites_entrees_sorties = 1): not ended (fin >= :as_of);
---   fixed dates (0 or unknown): not yet started (debut > :as_of, or unknown).
+-- Recruiting on :as_of ({recruiting_session}, sql/checks/fragments/recruiting_session.sql):
+--   current (closed_at IS NULL), etat_recrutement = 1 (ouvert), and permanent entries/exits
+--   (modalites_entrees_sorties = 1): not ended (fin >= :as_of); fixed dates (0 or
+--   unknown): not yet started (debut > :as_of, or unknown).
 -- Open modality on :as_of (a current slot):
 --   ico          dated on or after :as_of (an ICO on the as-of date still counts);
 --   rdvi         range still running (COALESCE(ends_on, starts_on) >= :as_of);
@@ -39,15 +40,7 @@ SELECT
           AND r.modality IN ('ico', 'rdvi', 'candidature')
     ) AS detail_date
 FROM {batch} s
-WHERE s.closed_at IS NULL
-  AND s.etat_recrutement = 1
-  AND (
-      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
-      OR (
-          COALESCE(s.modalites_entrees_sorties, 0) <> 1
-          AND (s.debut IS NULL OR s.debut > :as_of)
-      )
-  )
+WHERE {recruiting_session}
   AND NOT EXISTS (
       SELECT 1
       FROM recruitment_slot r

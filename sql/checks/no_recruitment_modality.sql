@@ -4,7 +4,7 @@
 -- permettre la visibilité de la formation, mais pas la prescription" (seed 002).
 -- A sub-case of no_open_recruitment_modality with a more precise message. LHEO modalities
 -- other than 7/8/9 (tests, dossier… stored as 'other') are not KAIROS modalities.
--- "Recruiting" as in no_open_recruitment_modality.sql. `{batch}` = kairos_session.
+-- "Recruiting": {recruiting_session} (sql/checks/fragments/). `{batch}` = kairos_session.
 SELECT
     s.id AS kairos_session_id,
     s.source,
@@ -18,15 +18,7 @@ SELECT
     CAST(NULL AS INTEGER) AS detail_count,
     s.debut AS detail_date
 FROM {batch} s
-WHERE s.closed_at IS NULL
-  AND s.etat_recrutement = 1
-  AND (
-      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
-      OR (
-          COALESCE(s.modalites_entrees_sorties, 0) <> 1
-          AND (s.debut IS NULL OR s.debut > :as_of)
-      )
-  )
+WHERE {recruiting_session}
   AND NOT EXISTS (
       SELECT 1
       FROM recruitment_slot r

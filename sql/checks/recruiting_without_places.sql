@@ -5,9 +5,9 @@
 --   detail_key 'slots_full': it has open modalities (as in no_open_recruitment_modality,
 --     capacity aside) and every one of them has a capacity already reached by the
 --     enrolments positioned on it; detail_count = the open slots.
--- "Recruiting" as in no_open_recruitment_modality.sql, repeated in both branches rather than
--- put in a CTE: PostgreSQL materialises a CTE read twice, and the join on it then took
--- seconds on a few thousand sessions. `{batch}` = kairos_session.
+-- "Recruiting": {recruiting_session} (sql/checks/fragments/), spliced into both branches
+-- rather than put in a CTE: PostgreSQL materialises a CTE read twice, and the join on it then
+-- took seconds on a few thousand sessions. `{batch}` = kairos_session.
 WITH booked AS (
     SELECT ev.recruitment_slot_id AS slot_id, COUNT(DISTINCT ev.enrolment_id) AS n
     FROM enrolment_event ev
@@ -53,15 +53,7 @@ SELECT
     s.funded_places_total AS detail_count,
     CAST(NULL AS DATE) AS detail_date
 FROM {batch} s
-WHERE s.closed_at IS NULL
-  AND s.etat_recrutement = 1
-  AND (
-      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
-      OR (
-          COALESCE(s.modalites_entrees_sorties, 0) <> 1
-          AND (s.debut IS NULL OR s.debut > :as_of)
-      )
-  )
+WHERE {recruiting_session}
   AND COALESCE(s.funded_places_total, 0) <= 0
 UNION ALL
 SELECT
@@ -78,13 +70,5 @@ SELECT
     CAST(NULL AS DATE)
 FROM {batch} s
 JOIN session_slots ss ON ss.kairos_session_id = s.id
-WHERE s.closed_at IS NULL
-  AND s.etat_recrutement = 1
-  AND (
-      (s.modalites_entrees_sorties = 1 AND (s.fin IS NULL OR s.fin >= :as_of))
-      OR (
-          COALESCE(s.modalites_entrees_sorties, 0) <> 1
-          AND (s.debut IS NULL OR s.debut > :as_of)
-      )
-  )
+WHERE {recruiting_session}
   AND ss.full_slots = ss.open_slots
