@@ -347,6 +347,13 @@ def test_screen_fields_and_funders() -> None:
         {"code": "10", "places": None},
     ]
     assert row.funded_places_total == 12
+    assert row.action_url is None
+
+
+def test_action_url_is_the_first_url_of_the_action() -> None:
+    urls = ("https://offre.example/a1", "https://autre.example/a1")
+    f = formation(action(urls=urls))
+    assert {row.action_url for row in map_formation(f, PLAIN).sessions} == {urls[0]}
 
 
 def test_content_hash_changes_only_with_content() -> None:

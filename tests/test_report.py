@@ -57,9 +57,14 @@ def _scenario(data: QualityData) -> None:
         place_city="Lisieux",
         place_postal_code="14100",
         funded_places_total=15,
+        action_url="https://www.offre-exemple.test/formation/S-BLOCKED",
     )
     fixed = data.session(carif_session_numero="S-FIXED")
-    data.session(carif_session_numero='=HYPERLINK("http://x")', intitule="<b>injection</b>")
+    data.session(
+        carif_session_numero='=HYPERLINK("http://x")',
+        intitule="<b>injection</b>",
+        action_url="javascript:alert(1)",
+    )
     build_report(data.url, days(-7), Path(data.url.rsplit("/", 1)[-1] + "-unused"))
     data.slot(fixed, "ico", starts_on=days(3))
     data.session(carif_session_numero="S-NEW", etat_recrutement=1, debut=days(2))
@@ -111,6 +116,13 @@ def test_report_sections(data: QualityData, tmp_path: Path) -> None:
         assert expected in text, expected
     # Autoescaped: the injected title is text, not markup.
     assert "<b>injection</b>" in blocked['=HYPERLINK("http://x")']
+    # The offer's page is linked when it is a web address, never otherwise.
+    links = {
+        tr.get("data-session"): [a.get("href") for a in tr.iter("a")]
+        for tr in page.xpath("//table[@id='table-bloquees']/tbody/tr")
+    }
+    assert links["S-BLOCKED"] == ["https://www.offre-exemple.test/formation/S-BLOCKED"]
+    assert links['=HYPERLINK("http://x")'] == [] and links["S-NEW"] == []
 
     summary = page.get_element_by_id("evolution-resume").text_content()
     assert "comparé" not in summary and "09/03/2026" in summary

@@ -156,6 +156,8 @@ class SessionRow(NamedTuple):
     # Screen 4: funding.
     funders_json: str
     funded_places_total: int | None
+    # The offer's page (first `url-action/urlweb`): where the Region's officer reads it.
+    action_url: str | None
     content_hash: str
 
 
@@ -555,6 +557,7 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         json.dumps(list(owner.places), ensure_ascii=False, separators=(",", ":")),
                         funders_json,
                         funded_total,
+                        action.urls[0] if action.urls else None,
                     )
                 )
                 slots.extend(_slot_rows(source, s_key, owner.siret, action, session))

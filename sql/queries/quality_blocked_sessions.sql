@@ -1,7 +1,7 @@
 -- The sessions blocked in check run :run_id (flagged by :rule_id, the headline rule) with
--- what an officer needs to act: CARIF numbers, title, organisations (raison sociale, SIRET,
--- N° DA), dates, places. Organisations only: no person's name, e-mail or phone is selected
--- (personal data never reaches reports, docs/report.md).
+-- what an officer needs to act: CARIF numbers, title, the offer's URL, organisations
+-- (raison sociale, SIRET, N° DA), dates, places. Organisations only: no person's name,
+-- e-mail or phone is selected (personal data never reaches reports, docs/report.md).
 SELECT
     c.kairos_session_id,
     c.source,
@@ -25,6 +25,7 @@ SELECT
     k.funded_places_total,
     k.place_postal_code,
     k.place_city,
+    k.action_url,
     c.departement
 FROM quality_check_result c
 LEFT JOIN kairos_session k ON k.id = c.kairos_session_id
