@@ -54,13 +54,15 @@ airflow-check: $(STAMP)
 	$(BIN)/python tools/airflow_trial.py check
 
 .PHONY: audit audit-offline
-# Dependency audit (docs/security.md): pins and `pip check` offline, then pip-audit (pinned,
-# in its own venv so that it never enters the runtime stack) against the OSV database.
+# Dependency audit (docs/security.md). audit-offline: pins and `pip check`, then every pin
+# against the stored PyPA Advisory Database snapshot config/security/pypa-advisories.json
+# (exit 4 when a pin is affected). audit: pins and `pip check`, then pip-audit (pinned, in its
+# own venv so that it never enters the runtime stack) against the OSV database.
 AUDIT_VENV := var/audit-venv
 PIP_AUDIT_VERSION := 2.10.1
 
 audit-offline: $(STAMP)
-	$(BIN)/python tools/audit.py
+	$(BIN)/python tools/audit.py --snapshot config/security/pypa-advisories.json
 
 audit: $(STAMP)
 	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
