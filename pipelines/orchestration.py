@@ -362,7 +362,7 @@ def run_checks(
         run = run_and_store(db_url, as_of, source=source)
         return {
             "check_run_id": run.id,
-            "flags": len(run.flags),
+            "flags": run.flags_total,
             "rules": dict(run.rule_counts),
             "sessions_current": run.sessions_current,
             "sessions_recruiting": run.sessions_recruiting,
@@ -372,19 +372,19 @@ def run_checks(
 
     from pipelines.db import get_engine
     from quality_checks.rules import load_rules
-    from quality_checks.runner import evaluate, flags_from_rows
+    from quality_checks.runner import count_rule_flags
 
     engine = get_engine(db_url)
     try:
-        url = engine.url.render_as_string(hide_password=False)
         # A dry run never migrates: on a database with no schema there is nothing to check.
         if not inspect(engine).has_table("kairos_session"):
             return {"check_run_id": None, "flags": 0, "rules": {}, "skipped": "no schema"}
+        # Read-only: the same rules and merging as a stored run, counted, rolled back.
+        with engine.connect() as conn:
+            counts = {r.id: count_rule_flags(conn, r, as_of, source) for r in load_rules()}
+            conn.rollback()
     finally:
         engine.dispose()
-    rules = list(load_rules())
-    rows, _outcomes = evaluate(url, as_of, rules)
-    counts = {r.id: len(flags_from_rows(r, rows.get(r.id, []), as_of, source)) for r in rules}
     return {"check_run_id": None, "flags": sum(counts.values()), "rules": counts}
 
 

@@ -1,23 +1,24 @@
-"""Great Expectations 1.x glue: each SQL rule as an `UnexpectedRowsExpectation`.
+"""Great Expectations 1.x glue: each rule's outcome as an `UnexpectedRowsExpectation`.
 
-GX's stock `UnexpectedRowsExpectation` runs its query twice (a COUNT(*) wrapper for the
-row_count metric, then the rows themselves, capped at 200) and executes it as `text()`
-without parameters, so an "as of" date could only be pasted into the SQL. This module keeps
-the stock expectation's contract (a query with `{batch}`; success = no row) and changes two
-things, through GX's documented extension points (a metric provider and an expectation
-subclass, registered by class definition):
+The rules themselves run set-based in the database (quality_checks/runner.py stores each
+rule's flags with one `INSERT … SELECT`); GX then validates the check run: one
+`ExpectNoKairosRuleRows` per rule, whose query selects the flags that rule left in this run
+(sql/queries/quality_rule_flags.sql), success = no row.
 
-* the query's bound parameters travel as `query_parameters` (a JSON object of ISO dates) and
-  are bound with `bindparam(..., type_=Date)`, never formatted into the SQL;
-* the query runs once and returns every row (no 200 cap), so the runner stores the flags
-  from the validation result without querying again.
+GX's stock `UnexpectedRowsExpectation` executes its query as `text()` without parameters,
+so a run id or an "as of" date could only be pasted into the SQL. This module keeps the
+stock expectation's contract (a query with `{batch}`; success = no row; observed value =
+the row count; a sample of rows in the details) and changes one thing through GX's
+documented extension points (a metric provider and an expectation subclass, registered by
+class definition): the query's parameters travel as `query_parameters` (JSON) and are bound,
+never formatted into the SQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -27,32 +28,35 @@ from great_expectations.expectations import UnexpectedRowsExpectation
 from great_expectations.expectations.metrics.metric_provider import metric_value
 from great_expectations.expectations.metrics.query_metric_provider import QueryMetricProvider
 
+from quality_checks.rules import bound
+
 METRIC_NAME = "kairos_rule.unexpected_rows"
+SAMPLE_ROWS = 20  # rows kept in the validation result; the flags themselves are in the table
 
 
-def encode_parameters(parameters: dict[str, dt.date]) -> str:
-    """Parameters as a JSON string: metric kwargs must be hashable and serialisable."""
-    return json.dumps({k: v.isoformat() for k, v in sorted(parameters.items())})
+def encode_parameters(parameters: Mapping[str, object]) -> str:
+    """Parameters as a JSON string (metric kwargs must be hashable and serialisable);
+    dates are tagged so that they are bound as dates again."""
+    encoded: dict[str, list[object]] = {}
+    for name, value in sorted(parameters.items()):
+        if isinstance(value, dt.date):
+            encoded[name] = ["date", value.isoformat()]
+        elif isinstance(value, bool | int | str) or value is None:
+            encoded[name] = ["value", value]
+        else:
+            raise TypeError(f"parameter {name}: cannot bind a {type(value).__name__}")
+    return json.dumps(encoded)
 
 
-def _bound(sql: str, encoded: str) -> sa.TextClause:
-    values = json.loads(encoded)
-    statement = sa.text(sql)
-    # Bind only what the query names (`bindparams` rejects unknown names); `\b` so that
-    # `:as_of` is not found inside `:as_of_minus_7`.
-    used = {k: v for k, v in values.items() if re.search(rf":{re.escape(k)}\b", sql)}
-    if used:
-        statement = statement.bindparams(
-            *(
-                sa.bindparam(name, dt.date.fromisoformat(value), type_=sa.Date())
-                for name, value in used.items()
-            )
-        )
-    return statement
+def decode_parameters(encoded: str) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, (kind, value) in json.loads(encoded).items():
+        values[name] = dt.date.fromisoformat(value) if kind == "date" else value
+    return values
 
 
 class KairosRuleRows(QueryMetricProvider):
-    """Every row of a rule's query on the batch, with the query's date parameters bound."""
+    """Row count and a sample of a query on the batch, with its parameters bound."""
 
     metric_name = METRIC_NAME
     value_keys = ("unexpected_rows_query", "query_parameters")
@@ -71,9 +75,8 @@ class KairosRuleRows(QueryMetricProvider):
             metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE
         )
         query = cls._get_query_from_metric_value_kwargs(metric_value_kwargs)
-        # The rules alias the batch themselves (`{batch} s`, joined to other tables), so the
-        # batch is substituted as a bare parenthesised subquery; GX's own substitution adds
-        # `AS subselect` whenever it finds no JOIN keyword, which `{batch} s` cannot follow.
+        # The batch is substituted as a table name or a bare parenthesised subquery; GX's
+        # own substitution adds `AS subselect` whenever it finds no JOIN keyword.
         if isinstance(batch_selectable, sa.Table):
             batch = batch_selectable.name
         else:
@@ -82,13 +85,18 @@ class KairosRuleRows(QueryMetricProvider):
             )
             batch = f"({compiled})"
         sql = cls._format_query(query, batch=batch)
-        statement = _bound(sql, metric_value_kwargs.get("query_parameters") or "{}")
-        result = execution_engine.execute_query(statement)
-        return [dict(row._mapping) for row in result.fetchall()]
+        parameters = decode_parameters(metric_value_kwargs.get("query_parameters") or "{}")
+        count = execution_engine.execute_query(
+            bound(f"SELECT COUNT(*) FROM ({sql}) counted", parameters)
+        ).scalar_one()
+        sample = execution_engine.execute_query(
+            bound(f"SELECT * FROM ({sql}) sampled LIMIT {SAMPLE_ROWS}", parameters)
+        ).fetchall()
+        return {"count": int(count), "sample": [dict(row._mapping) for row in sample]}
 
 
 class ExpectNoKairosRuleRows(UnexpectedRowsExpectation):
-    """A rule holds when its query returns no row; the rows are the flags."""
+    """A rule holds when it left no flag in the check run."""
 
     query_parameters: str = "{}"
     rule_id: str = ""
@@ -102,8 +110,11 @@ class ExpectNoKairosRuleRows(UnexpectedRowsExpectation):
         runtime_configuration: dict[str, Any] | None = None,
         execution_engine: Any = None,
     ) -> dict[str, Any]:
-        rows: list[dict[str, Any]] = metrics[METRIC_NAME]
+        found: dict[str, Any] = metrics[METRIC_NAME]
         return {
-            "success": not rows,
-            "result": {"observed_value": len(rows), "details": {"unexpected_rows": rows}},
+            "success": found["count"] == 0,
+            "result": {
+                "observed_value": found["count"],
+                "details": {"unexpected_rows": found["sample"]},
+            },
         }

@@ -35,6 +35,7 @@ from quality_checks.rules import (
     format_date,
     load_rules,
     read_query,
+    render_message,
 )
 from quality_checks.runner import CheckRun, run_checks
 
@@ -167,9 +168,13 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
     blocked = _rows(
         conn, "queries/quality_blocked_sessions.sql", run_id=run.id, rule_id=HEADLINE_RULE
     )
+    for row in blocked:
+        row["rule_id"] = HEADLINE_RULE
+        row["message"] = render_message(row)
     flags = _rows(conn, "queries/quality_flags_of_run.sql", run_id=run.id)
     for flag in flags:
         flag["rule_title"] = rules[flag["rule_id"]].title
+        flag["message"] = render_message(flag)  # stored runs since 0005 keep none
     return {
         "run": run,
         "scope_label": run.source or "toutes les sources",

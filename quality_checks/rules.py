@@ -9,12 +9,14 @@ date arithmetic is done here, in Python, so the very same text runs on PostgreSQ
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 import yaml
 
 from pipelines.db import SQL_DIR, read_sql
@@ -184,6 +186,24 @@ def bind_parameters(as_of: dt.date) -> dict[str, dt.date]:
     }
 
 
+def bound(sql: str, parameters: Mapping[str, object]) -> sa.TextClause:
+    """`text(sql)` with the parameters it names bound (dates as `Date`, so that SQLite
+    compares ISO text and PostgreSQL dates). `\\b` so that `:as_of` is not found inside
+    `:as_of_minus_7`; `bindparams` rejects names the query does not use."""
+    statement = sa.text(sql)
+    used = [name for name in parameters if re.search(rf":{re.escape(name)}\b", sql)]
+    if used:
+        statement = statement.bindparams(
+            *(
+                sa.bindparam(name, parameters[name], type_=sa.Date())
+                if isinstance(parameters[name], dt.date)
+                else sa.bindparam(name, parameters[name])
+                for name in used
+            )
+        )
+    return statement
+
+
 @cache
 def load_rules() -> tuple[Rule, ...]:
     """The rules in file order; every rule has its SQL file and every SQL file its rule."""
@@ -228,5 +248,16 @@ def load_rules() -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+@cache
 def rules_by_id() -> dict[str, Rule]:
     return {rule.id: rule for rule in load_rules()}
+
+
+def render_message(row: Mapping[str, Any]) -> str:
+    """A stored flag's French message: rendered from rules.yaml and the row's detail
+    columns (runs since migration 0005 store none), else the message it was stored with."""
+    stored = row.get("message")
+    if stored:
+        return str(stored)
+    rule = rules_by_id().get(str(row.get("rule_id")))
+    return rule.full_message(row) if rule is not None else ""

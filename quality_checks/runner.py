@@ -1,19 +1,23 @@
-"""Run the quality rules through Great Expectations and store every flag.
+"""Run the quality rules, store every flag set-based, and validate the run with GX.
 
 One call of `run_checks` = one check run:
 
 1. a `run_ledger` row (run_kind 'quality_check') and a `quality_check_run` row, committed at
    once so a failed run stays visible;
-2. an ephemeral GX context (nothing written to disk) on the database URL, with one suite per
-   table: on `kairos_session`, one `ExpectNoKairosRuleRows` (an `UnexpectedRowsExpectation`,
-   see gx_rules.py) per rule of rules.yaml, plus column expectations (SIRET format,
-   dictionary codes, dates); column expectations on `recruitment_slot`, `kairos_adherent` and
-   `enrolment`;
-3. the rows each rule returned (fetched once, by GX) become `quality_check_result` rows with
-   their French message; headline figures and per-rule counts go on the run row.
+2. each rule of rules.yaml runs once, inside the database: `INSERT … SELECT` of its query
+   (sql/checks/<rule>.sql) into `quality_check_result` (sql/queries/quality_store_flags.sql),
+   one transaction for all rules. The flags never travel through Python: a million of them
+   cost what the rules' SQL costs (issue 7). Messages are rendered when flags are read;
+3. an ephemeral GX context (nothing written to disk) validates the run: on
+   `quality_check_result`, one `ExpectNoKairosRuleRows` per rule (the flags the rule left in
+   this run; success = none; see gx_rules.py), and column expectations (SIRET format,
+   dictionary codes, dates) on `kairos_session`, `recruitment_slot`, `kairos_adherent` and
+   `enrolment`. GX's counts must equal what was stored;
+4. headline figures, per-rule counts and per-rule seconds go on the run row. A failed run
+   deletes its flags and says so in the ledger.
 
-Scope: every source, or one (`source=`): the rules always read the whole database (they are
-set-based and cheap), the flags and figures stored are those of the scope.
+Scope: every source, or one (`source=`): the rules always read the whole database, the
+flags and figures stored are those of the scope.
 """
 
 from __future__ import annotations
@@ -23,11 +27,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, text
 
 from pipelines.db import get_engine, migrate
@@ -46,8 +49,10 @@ from quality_checks.rules import (
     SEVERITY_ORDER,
     Rule,
     bind_parameters,
+    bound,
     load_rules,
     read_query,
+    render_message,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +61,6 @@ RUN_KIND = "quality_check"
 SIRET_REGEX = r"^[0-9]{14}$"
 # The expectation accepts exactly the lifecycle's statuses (one source of truth).
 ENROLMENT_STATUSES = tuple(status.value for status in Status)
-_INSERT_CHUNK = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +130,40 @@ class ExpectationOutcome:
     error: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class CheckRun:
-    """What one check run found."""
+    """What one check run found. The flags stay in the database (there can be a million):
+    `iter_flags()` streams them, `flags` reads them all once (tests, small databases)."""
 
     id: int
     run_ledger_id: int
     as_of: dt.date
     source: str | None
-    flags: list[Flag]
     expectations: list[ExpectationOutcome]
     sessions_current: int
     sessions_recruiting: int
     sessions_blocked: int
     seconds: float
     rule_counts: dict[str, int] = field(default_factory=dict)
+    url: str = field(default="", repr=False)  # carries the password: never shown
+    _flags: list[Flag] | None = field(default=None, repr=False)
+
+    @property
+    def flags_total(self) -> int:
+        return sum(self.rule_counts.values())
+
+    def iter_flags(self) -> Iterator[Flag]:
+        """The run's flags in report order (rule, dispensateur, session, detail), streamed."""
+        return iter_flags(self.url, self.id)
+
+    @property
+    def flags(self) -> list[Flag]:
+        """Every flag, most severe first (all in memory: for small runs and tests)."""
+        if self._flags is None:
+            self._flags = sorted(
+                self.iter_flags(), key=lambda f: (SEVERITY_ORDER[f.severity], f.rule_id)
+            )
+        return self._flags
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -167,45 +190,6 @@ def _as_int(value: object) -> int | None:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def flags_from_rows(
-    rule: Rule, rows: Iterable[Mapping[str, Any]], as_of: dt.date, source: str | None
-) -> list[Flag]:
-    """Flags of one rule's rows, in the scope, merged per flag_key (counts add up)."""
-    merged: dict[str, Flag] = {}
-    for row in rows:
-        if source is not None and row.get("source") != source:
-            continue
-        flag = Flag(
-            rule_id=rule.id,
-            severity=rule.severity,
-            as_of=as_of,
-            kairos_session_id=_as_int(row.get("kairos_session_id")),
-            source=_text(row.get("source")),
-            carif_formation_numero=_text(row.get("carif_formation_numero")),
-            carif_action_numero=_text(row.get("carif_action_numero")),
-            carif_session_numero=_text(row.get("carif_session_numero")),
-            dispensateur_siret=_text(row.get("dispensateur_siret")),
-            mandataire_siret=_text(row.get("mandataire_siret")),
-            departement=_text(row.get("departement")),
-            detail_key=str(row.get("detail_key") or ""),
-            detail_count=_as_int(row.get("detail_count")),
-            detail_date=_as_date(row.get("detail_date")),
-            message=rule.full_message(row),
-        )
-        previous = merged.get(flag.flag_key)
-        if previous is not None:
-            # The same slot key under two origins (LHEO and KAIROS): one problem, counts add.
-            total = (previous.detail_count or 0) + (flag.detail_count or 0)
-            message = rule.full_message({**row, "detail_count": total})
-            flag = replace(previous, detail_count=total, message=message)
-        merged[flag.flag_key] = flag
-    return list(merged.values())
-
-
-def _flag_fields(flag: Flag) -> dict[str, Any]:
-    return {name: getattr(flag, name) for name in Flag.__slots__}
 
 
 def _column_expectations(gx: Any) -> dict[str, list[Any]]:
@@ -288,14 +272,42 @@ def _outcome(table: str, result: Any) -> ExpectationOutcome:
     )
 
 
-def evaluate(
-    url: str, as_of: dt.date, rules: Sequence[Rule] | None = None
-) -> tuple[dict[str, list[dict[str, Any]]], list[ExpectationOutcome]]:
-    """Validate the database with GX: rows per rule id, and the column expectations."""
+def _rule_query(rule: Rule, template: str) -> str:
+    """A sql/queries template with the rule's own query spliced in (str.replace: the
+    rule's SQL may hold braces of its own)."""
+    return read_query(template).replace("{rule_query}", rule.plain_sql())
+
+
+def store_rule_flags(
+    conn: Connection, rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
+) -> int:
+    """Run one rule and store its flags in the database, set-based; returns how many."""
+    parameters: dict[str, object] = {
+        **bind_parameters(as_of),
+        "check_run_id": check_run_id,
+        "rule_id": rule.id,
+        "severity": rule.severity,
+        "scope": source or "",
+    }
+    sql = _rule_query(rule, "queries/quality_store_flags.sql")
+    return int(conn.execute(bound(sql, parameters)).rowcount or 0)
+
+
+def count_rule_flags(conn: Connection, rule: Rule, as_of: dt.date, source: str | None) -> int:
+    """How many flags the rule would store now (dry runs: nothing is written)."""
+    parameters: dict[str, object] = {**bind_parameters(as_of), "scope": source or ""}
+    sql = _rule_query(rule, "queries/quality_count_flags.sql")
+    return int(conn.execute(bound(sql, parameters)).scalar_one())
+
+
+def validate_run(
+    url: str, check_run_id: int, rules: Sequence[Rule]
+) -> tuple[dict[str, int], list[ExpectationOutcome]]:
+    """Validate the database with GX: per rule, the flags it left in the run (success = none),
+    and the column expectations of every table. Returns (flags per rule id, outcomes)."""
     from quality_checks import gx_rules
 
     gx = _gx()
-    rules = list(rules) if rules is not None else list(load_rules())
     context = gx.get_context(mode="ephemeral")
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -304,41 +316,76 @@ def evaluate(
     except Exception:  # cosmetic only: never fail a run over progress bars
         log.debug("could not disable GX progress bars", exc_info=True)
     datasource = context.data_sources.add_sql(name="kairos", connection_string=url)
-    parameters = gx_rules.encode_parameters(bind_parameters(as_of))
-    rows: dict[str, list[dict[str, Any]]] = {}
+    rule_query = read_query("queries/quality_rule_flags.sql")
+    suites: dict[str, list[Any]] = {
+        "quality_check_result": [
+            gx_rules.ExpectNoKairosRuleRows(
+                unexpected_rows_query=rule_query,
+                query_parameters=gx_rules.encode_parameters(
+                    {"check_run_id": check_run_id, "rule_id": rule.id}
+                ),
+                rule_id=rule.id,
+                description=rule.title,
+            )
+            for rule in rules
+        ],
+        **_column_expectations(gx),
+    }
+    counts: dict[str, int] = {}
     outcomes: list[ExpectationOutcome] = []
-    for table, expectations in _column_expectations(gx).items():
+    for table, expectations in suites.items():
         asset = datasource.add_table_asset(name=table, table_name=table)
         batch = asset.add_batch_definition_whole_table(f"{table}_all").get_batch()
         suite = gx.ExpectationSuite(name=f"kairos_{table}")
-        if table == "kairos_session":
-            for rule in rules:
-                suite.add_expectation(
-                    gx_rules.ExpectNoKairosRuleRows(
-                        unexpected_rows_query=rule.sql(),
-                        query_parameters=parameters,
-                        rule_id=rule.id,
-                        description=rule.title,
-                    )
-                )
         for expectation in expectations:
             suite.add_expectation(expectation)
-        # SUMMARY keeps GX from fetching every unexpected value of the column expectations;
-        # our rule expectation returns its rows at any result format.
+        # SUMMARY keeps GX from fetching every unexpected value of the column expectations.
         validation = batch.validate(suite, result_format="SUMMARY")
         for result in validation.results:
-            kwargs = result.expectation_config.kwargs
-            rule_id = kwargs.get("rule_id")
+            rule_id = result.expectation_config.kwargs.get("rule_id")
             if rule_id:
                 _raise_on_exception(rule_id, result)
-                details = (result.result or {}).get("details") or {}
-                rows[str(rule_id)] = list(details.get("unexpected_rows") or [])
+                counts[str(rule_id)] = int((result.result or {}).get("observed_value") or 0)
             else:
                 outcomes.append(_outcome(table, result))
-    missing = {r.id for r in rules} - set(rows)
+    missing = {r.id for r in rules} - set(counts)
     if missing:
         raise RuntimeError(f"GX returned no result for rules {sorted(missing)}")
-    return rows, outcomes
+    return counts, outcomes
+
+
+def iter_flags(url: str, check_run_id: int, chunk: int = 5_000) -> Iterator[Flag]:
+    """Stream the flags of a stored run (server-side cursor on PostgreSQL)."""
+    engine = get_engine(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
+                text(read_query("queries/quality_flags_of_run.sql")), {"run_id": check_run_id}
+            )
+            for row in result.mappings():
+                yield flag_from_row(dict(row))
+    finally:
+        engine.dispose()
+
+
+def flag_from_row(row: Mapping[str, Any]) -> Flag:
+    return Flag(
+        rule_id=str(row["rule_id"]),
+        severity=str(row["severity"]),
+        as_of=_as_date(row["as_of"]) or dt.date.min,
+        kairos_session_id=_as_int(row.get("kairos_session_id")),
+        source=_text(row.get("source")),
+        carif_formation_numero=_text(row.get("carif_formation_numero")),
+        carif_action_numero=_text(row.get("carif_action_numero")),
+        carif_session_numero=_text(row.get("carif_session_numero")),
+        dispensateur_siret=_text(row.get("dispensateur_siret")),
+        mandataire_siret=_text(row.get("mandataire_siret")),
+        departement=_text(row.get("departement")),
+        detail_key=str(row.get("detail_key") or ""),
+        detail_count=_as_int(row.get("detail_count")),
+        detail_date=_as_date(row.get("detail_date")),
+        message=render_message(row),
+    )
 
 
 def _raise_on_exception(rule_id: str, result: Any) -> None:
@@ -359,19 +406,6 @@ def headline(conn: Connection, as_of: dt.date, source: str | None) -> tuple[int,
         {"as_of": as_of, "scope": source or ""},
     ).one()
     return int(row.sessions_current or 0), int(row.sessions_recruiting or 0)
-
-
-def store_flags(conn: Connection, check_run_id: int, flags: Sequence[Flag]) -> None:
-    """Insert the flags of a run in chunks (executemany)."""
-    target = sa.table(
-        "quality_check_result",
-        *(sa.column(name) for name in (*Flag.__slots__, "check_run_id", "flag_key")),
-    )
-    rows = [
-        {**_flag_fields(f), "check_run_id": check_run_id, "flag_key": f.flag_key} for f in flags
-    ]
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        conn.execute(sa.insert(target), rows[start : start + _INSERT_CHUNK])
 
 
 def run_checks(
@@ -405,6 +439,15 @@ def _run_checks_locked(
     )
     with engine.begin() as conn:
         for stale in interrupted:
+            # A run killed after committing its flags (before GX finished) leaves them
+            # behind: readers only use succeeded runs, and they are removed here.
+            conn.execute(
+                text(
+                    "DELETE FROM quality_check_result WHERE check_run_id IN (SELECT id FROM "
+                    "quality_check_run WHERE run_ledger_id = :ledger AND status = 'running')"
+                ),
+                {"ledger": stale},
+            )
             conn.execute(
                 text(
                     "UPDATE quality_check_run SET status = 'failed', finished_at = :now "
@@ -427,40 +470,42 @@ def _run_checks_locked(
             ).scalar_one()
         )
     try:
-        rows, outcomes = evaluate(gx_url, as_of, rules)
-        by_id = {rule.id: rule for rule in (rules or load_rules())}
-        flags: list[Flag] = []
-        for rule_id, rule_rows in rows.items():
-            flags.extend(flags_from_rows(by_id[rule_id], rule_rows, as_of, source))
-        flags.sort(
-            key=lambda f: (
-                SEVERITY_ORDER[f.severity],
-                f.rule_id,
-                f.dispensateur_siret or "",
-                f.carif_session_numero or "",
-                f.detail_key,
-            )
-        )
-        rule_counts = {rule_id: 0 for rule_id in by_id}
-        for flag in flags:
-            rule_counts[flag.rule_id] += 1
-        blocked = len({f.kairos_session_id for f in flags if f.rule_id == HEADLINE_RULE})
+        rule_list = list(rules) if rules is not None else list(load_rules())
+        stored: dict[str, int] = {}
+        rule_seconds: dict[str, float] = {}
+        # One INSERT … SELECT per rule, in one transaction: the run's flags appear whole.
+        with engine.begin() as conn:
+            for rule in rule_list:
+                rule_started = time.perf_counter()
+                stored[rule.id] = store_rule_flags(conn, rule, check_run_id, as_of, source)
+                rule_seconds[rule.id] = round(time.perf_counter() - rule_started, 3)
+        # Committed, so GX (its own connection) validates exactly what was stored.
+        rule_counts, outcomes = validate_run(gx_url, check_run_id, rule_list)
+        if rule_counts != stored:
+            raise RuntimeError(f"GX counted {rule_counts} flags, the run stored {stored}")
         with engine.begin() as conn:
             current, recruiting = headline(conn, as_of, source)
-            store_flags(conn, check_run_id, flags)
+            blocked = sum(
+                int(row.blocked or 0)
+                for row in conn.execute(
+                    text(read_query("queries/quality_run_counts.sql")),
+                    {"run_id": check_run_id, "headline_rule": HEADLINE_RULE},
+                )
+            )
             run = CheckRun(
                 id=check_run_id,
                 run_ledger_id=ledger_id,
                 as_of=as_of,
                 source=source,
-                flags=flags,
                 expectations=outcomes,
                 sessions_current=current,
                 sessions_recruiting=recruiting,
                 sessions_blocked=blocked,
                 seconds=time.perf_counter() - started,
                 rule_counts=rule_counts,
+                url=gx_url,
             )
+            summary = {**run.summary(), "rule_seconds": rule_seconds}
             conn.execute(
                 text(
                     "UPDATE quality_check_run SET status = 'succeeded', finished_at = :now, "
@@ -473,8 +518,8 @@ def _run_checks_locked(
                     "current": current,
                     "recruiting": recruiting,
                     "blocked": blocked,
-                    "total": len(flags),
-                    "summary": json.dumps(run.summary(), ensure_ascii=False, sort_keys=True),
+                    "total": run.flags_total,
+                    "summary": json.dumps(summary, ensure_ascii=False, sort_keys=True),
                     "id": check_run_id,
                 },
             )
@@ -483,10 +528,19 @@ def _run_checks_locked(
                 ledger_id,
                 status="succeeded",
                 counts={},
-                extra_counts={"check_run_id": check_run_id, "flags": len(flags), **rule_counts},
+                extra_counts={
+                    "check_run_id": check_run_id,
+                    "flags": run.flags_total,
+                    **rule_counts,
+                },
             )
     except Exception as exc:
         with engine.begin() as conn:
+            # A failed run leaves no flags behind (they may have been committed for GX).
+            conn.execute(
+                text("DELETE FROM quality_check_result WHERE check_run_id = :id"),
+                {"id": check_run_id},
+            )
             conn.execute(
                 text(
                     "UPDATE quality_check_run SET status = 'failed', finished_at = :now "
@@ -502,7 +556,7 @@ def _run_checks_locked(
         "quality check run %s as of %s: %s flags in %.1f s",
         check_run_id,
         as_of,
-        len(flags),
+        run.flags_total,
         run.seconds,
     )
     return run

@@ -19,7 +19,13 @@ from quality_data import AS_OF, NOW, OF_A, OF_B, OF_C, QualityData, days
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from quality_checks.rules import RESULT_COLUMNS, bind_parameters, load_rules, read_query
+from quality_checks.rules import (
+    HEADLINE_RULE,
+    RESULT_COLUMNS,
+    bind_parameters,
+    load_rules,
+    read_query,
+)
 from quality_checks.runner import CheckRun, run_checks
 
 
@@ -493,13 +499,22 @@ def test_check_cli_json(data: QualityData) -> None:
     assert flags[0]["carif_session"] == "blocked"
     text_result = CliRunner().invoke(app, ["check", "--db", data.url, "--as-of", AS_OF.isoformat()])
     assert "no_open_recruitment_modality" in text_result.stdout
+    total = len(flags)
+    assert total >= 2
+    short = CliRunner().invoke(
+        app, ["check", "--db", data.url, "--as-of", AS_OF.isoformat(), "--list", "1"]
+    )
+    flag_lines = [line for line in short.stdout.splitlines() if "\tblocked\t" in line]
+    assert len(flag_lines) == 1  # a million flags are never dumped on a terminal
+    assert f"{total} flags (" in short.stdout and "more flags" in short.stdout
     bad = CliRunner().invoke(app, ["check", "--db", data.url, "--as-of", "16/03/2026"])
     assert bad.exit_code == 2
 
 
 def test_a_killed_check_run_is_marked_interrupted_by_the_next(data: QualityData) -> None:
-    """A check process killed mid-run leaves 'running' rows (its writes rolled back); the next
-    run of the same scope, holding the run lock, marks them failed."""
+    """A check process killed mid-run leaves 'running' rows (and, killed after committing its
+    flags, those flags); the next run of the same scope, holding the run lock, marks them
+    failed and deletes the flags."""
     data.session(carif_session_numero="blocked")
     with data.engine.begin() as conn:
         ledger = data.meta.tables["run_ledger"]
@@ -514,6 +529,17 @@ def test_a_killed_check_run_is_marked_interrupted_by_the_next(data: QualityData)
             .values(run_ledger_id=stale_ledger, as_of=AS_OF, started_at=NOW, status="running")
             .returning(check_run.c.id)
         ).scalar_one()
+        # It had committed its flags, and was killed before GX validated them.
+        conn.execute(
+            sa.insert(data.meta.tables["quality_check_result"]).values(
+                check_run_id=stale_check,
+                rule_id=HEADLINE_RULE,
+                severity="error",
+                as_of=AS_OF,
+                detail_key="",
+                flag_key="left|behind",
+            )
+        )
     run = run_checks(data.url, AS_OF)
     with data.engine.connect() as conn:
         ledger_row = conn.execute(
@@ -528,6 +554,12 @@ def test_a_killed_check_run_is_marked_interrupted_by_the_next(data: QualityData)
     assert ledger_row.status == "failed" and "interrupted" in ledger_row.error
     assert check_status == "failed"
     assert current == "succeeded"
+    with data.engine.connect() as conn:
+        left = conn.execute(
+            sa.text("SELECT COUNT(*) FROM quality_check_result WHERE check_run_id = :id"),
+            {"id": stale_check},
+        ).scalar_one()
+    assert left == 0
 
 
 def test_check_runs_of_one_scope_are_serialised(data: QualityData) -> None:
@@ -541,3 +573,61 @@ def test_check_runs_of_one_scope_are_serialised(data: QualityData) -> None:
     ):
         run_checks(data.url, AS_OF, lock_timeout=0.5)
     assert run_checks(data.url, AS_OF).flags  # free again afterwards
+
+
+def test_flags_are_stored_set_based_and_rendered_when_read(data: QualityData) -> None:
+    """Flags are written by SQL with no message; readers render the same French sentence
+    as rules.yaml gives, and a dry run counts exactly what a stored run stores."""
+    from pipelines import orchestration
+
+    s = data.session
+    s(carif_session_numero="never_any")  # headline, no modality at all
+    past = s(carif_session_numero="past_ico")
+    data.slot(past, "ico", starts_on=days(-10))
+    dry = orchestration.run_checks(as_of=AS_OF, source="", db_url=data.url, dry_run=True)
+    run = run_checks(data.url, AS_OF)
+    assert dry["check_run_id"] is None
+    assert dry["rules"] == run.rule_counts and dry["flags"] == run.flags_total > 0
+    with data.engine.connect() as conn:
+        messages = conn.execute(
+            sa.text("SELECT DISTINCT message FROM quality_check_result WHERE check_run_id = :id"),
+            {"id": run.id},
+        ).scalars()
+        assert list(messages) == [None]
+        stored_total = conn.execute(
+            sa.text("SELECT flags_total FROM quality_check_run WHERE id = :id"), {"id": run.id}
+        ).scalar_one()
+    assert stored_total == run.flags_total == len(run.flags)
+    rules = {rule.id: rule for rule in load_rules()}
+    by_session = {f.carif_session_numero: f for f in run.flags if f.rule_id == HEADLINE_RULE}
+    assert by_session["never_any"].message.endswith(rules[HEADLINE_RULE].details["none"])
+    assert "1 modalité(s) saisie(s)" in by_session["past_ico"].message
+    assert days(-10).strftime("%d/%m/%Y") in by_session["past_ico"].message
+    assert run.sessions_blocked == 2
+
+
+def test_a_failed_check_run_leaves_no_flags(
+    data: QualityData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flags are committed before GX validates them; if validation fails, the run is
+    marked failed and its flags are deleted, so no reader sees half a run."""
+    from quality_checks import runner
+
+    data.session(carif_session_numero="blocked")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("validation service down")
+
+    monkeypatch.setattr(runner, "validate_run", broken)
+    with pytest.raises(RuntimeError, match="validation service down"):
+        run_checks(data.url, AS_OF)
+    with data.engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT COUNT(*) FROM quality_check_result")).scalar_one()
+        status = conn.execute(sa.text("SELECT status FROM quality_check_run")).scalar_one()
+        ledger = conn.execute(
+            sa.text("SELECT status, error FROM run_ledger WHERE run_kind = 'quality_check'")
+        ).one()
+    assert left == 0 and status == "failed"
+    assert ledger.status == "failed" and "validation service down" in ledger.error
+    monkeypatch.undo()
+    assert run_checks(data.url, AS_OF).flags_total > 0  # the next run succeeds
