@@ -242,6 +242,11 @@ def load(
     if "fast_path_same_input_as_run" in entry.counts:
         same = entry.counts["fast_path_same_input_as_run"]
         typer.echo(f"  same input as run {same}: not read again (--no-fast-path reads it)")
+    if entry.counts.get("formations_unchanged"):
+        typer.echo(
+            f"  {entry.counts['formations_unchanged']} formations unchanged since the last "
+            "load: not validated or mapped again (--no-fast-path reads them)"
+        )
     for name, value in entry.ledger_counts().items():
         typer.echo(f"  {name:24} {value}")
 
@@ -348,21 +353,35 @@ def check(
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for tools")
     ] = OutputFormat.text,
+    listed: Annotated[
+        int,
+        typer.Option(
+            "--list", min=0, help="text format: flags listed after the counts (0 = every flag)"
+        ),
+    ] = 50,
 ) -> None:
     """Run the quality rules (Great Expectations) and store every flag in the database.
 
     Exit 0 when the rules ran, flags or not (flags are findings); 2 on bad arguments.
+    The text format lists the first flags (--list); json streams every flag.
     """
     from quality_checks.runner import run_checks
 
     run = run_checks(db, _as_of(as_of), source=source)
     if output_format is OutputFormat.json:
-        typer.echo(json.dumps([f.to_json() for f in run.flags], ensure_ascii=False, indent=2))
+        # Streamed: a national run has a million flags; one array, one flag per line.
+        typer.echo("[", nl=False)
+        for index, flag in enumerate(run.iter_flags()):
+            typer.echo(
+                ("," if index else "") + "\n" + json.dumps(flag.to_json(), ensure_ascii=False),
+                nl=False,
+            )
+        typer.echo("\n]")
         return
     typer.echo(
         f"check run {run.id} as of {run.as_of}: {run.sessions_current} sessions, "
         f"{run.sessions_recruiting} recruiting, {run.sessions_blocked} blocked, "
-        f"{len(run.flags)} flags ({run.seconds:.1f} s)"
+        f"{run.flags_total} flags ({run.seconds:.1f} s)"
     )
     for rule_id, count in run.rule_counts.items():
         typer.echo(f"  {rule_id}: {count}")
@@ -372,7 +391,13 @@ def check(
                 f"  expectation {outcome.table}.{outcome.column} {outcome.expectation}: "
                 f"{outcome.unexpected_count} unexpected {outcome.error or ''}".rstrip()
             )
-    for flag in run.flags:
+    for index, flag in enumerate(run.iter_flags()):
+        if listed and index == listed:
+            typer.echo(
+                f"… and {run.flags_total - listed} more flags: --list 0 for all, "
+                "--format json, or the report's CSV"
+            )
+            break
         typer.echo(
             f"{flag.severity}\t{flag.rule_id}\t{flag.source}\t{flag.carif_session_numero}\t"
             f"{flag.dispensateur_siret}\t{flag.message}"

@@ -159,22 +159,41 @@ def rows_written(stdout: str) -> int | None:
     return total if found else None
 
 
-def bench_one(
-    size: int, version: str, workdir: Path, pg_admin: str, skip: frozenset[str] = frozenset()
-) -> list[StepResult]:
+@dataclass
+class Generated:
+    sessions: int
+
+
+def generate(file: Path, version: str, size: int, workdir: Path, keep: bool) -> Generated:
+    """The benchmark's offer file. With `keep`, a file generated before (same name, with its
+    `.sessions` sidecar) is reused: the generator is deterministic, and a 1 M file takes
+    minutes to write."""
     from transforms.generator import write_offers
 
+    sidecar = file.with_suffix(".sessions")
+    if keep and file.exists() and sidecar.exists():
+        print(f"# reusing {file.name}", flush=True)
+        return Generated(int(sidecar.read_text()))
     formations = max(1, round(size / sessions_per_formation(version, workdir)))
-    file = workdir / f"offers-{version}-{size}.xml"
     started = time.perf_counter()
     stats = write_offers(file, formations=formations, seed=2026, lheo_version=version)
-    generated_in = time.perf_counter() - started
+    sidecar.write_text(str(stats.sessions))
+    print(f"# generated {file.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return Generated(stats.sessions)
+
+
+def bench_one(
+    size: int,
+    version: str,
+    workdir: Path,
+    pg_admin: str,
+    skip: frozenset[str] = frozenset(),
+    keep_files: bool = False,
+) -> list[StepResult]:
+    file = workdir / f"offers-{version}-{size}.xml"
+    stats = generate(file, version, size, workdir, keep_files)
     file_mb = file.stat().st_size / 1e6
-    print(
-        f"# {version} {size}: {stats.sessions} sessions, {file_mb:.0f} MB "
-        f"(generated in {generated_in:.0f} s)",
-        flush=True,
-    )
+    print(f"# {version} {size}: {stats.sessions} sessions, {file_mb:.0f} MB", flush=True)
     results: list[StepResult] = []
 
     def record(step: str, seconds: float, peak: float, rows: int | None, detail: str = "") -> None:
@@ -215,15 +234,18 @@ def bench_one(
             record("1 % changed (PG)", seconds, peak, rows_written(out), f"{changed} sessions")
             changed_file.unlink()
         seconds, peak, out = run_measured(
-            [str(BIN / "kairos-sync"), "check", "--db", pg, "--as-of", AS_OF, "--format", "json"]
+            [str(BIN / "kairos-sync"), "check", "--db", pg, "--as-of", AS_OF, "--list", "10"]
         )
-        flags = len(json.loads(out)) if out.strip().startswith("[") else None
+        found = re.search(r"(\d+) flags \(", out)
+        flags = int(found.group(1)) if found else None
         record("quality checks (PG)", seconds, peak, flags, "rows = flags")
         rule_profile(pg, workdir / f"rules-{version}-{size}.json")
     finally:
         drop_postgres(pg_admin, pg)
         sqlite_file.unlink(missing_ok=True)
-        file.unlink(missing_ok=True)
+        if not keep_files:
+            file.unlink(missing_ok=True)
+            file.with_suffix(".sessions").unlink(missing_ok=True)
     for result in results:
         result.xmllint_ratio = result.seconds / xmllint_seconds
     return results
@@ -320,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="steps to leave out when time is short, comma-separated: sqlite, changed",
     )
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep the generated offer files in the work directory and reuse them next time",
+    )
     args = parser.parse_args(argv)
     if shutil.which("xmllint") is None:
         print("xmllint is missing: apt-get install libxml2-utils", file=sys.stderr)
@@ -331,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         for version in versions:
             skip = frozenset(filter(None, args.skip.split(",")))
-            results.extend(bench_one(size, version, args.workdir, args.pg_url, skip))
+            results.extend(
+                bench_one(size, version, args.workdir, args.pg_url, skip, args.keep_files)
+            )
     info = machine()
     payload = {
         "machine": info,
@@ -339,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         "today": date.today().isoformat(),
         "results": [asdict(r) | {"mb_per_s": r.mb_per_s} for r in results],
     }
-    (args.workdir / "results.json").write_text(json.dumps(payload, indent=2))
+    name = f"results-{'-'.join(versions)}-{'-'.join(str(s) for s in sizes)}.json"
+    (args.workdir / name).write_text(json.dumps(payload, indent=2))
     print()
     print("\n".join(f"- {k}: {v}" for k, v in info.items()))
     print()
