@@ -40,6 +40,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
 from stdnum.fr import siret as stdnum_siret
@@ -65,9 +66,13 @@ T = TypeVar("T")
 DERIVED_PREFIX = "~"
 
 
+@lru_cache(maxsize=1 << 14)
 def siret_is_valid(siret: str | None) -> bool:
     """14 digits, Luhn (La Poste's SIREN 356000000 follows its own rule, which python-stdnum
-    knows), and not the all-zero placeholder that real exports contain."""
+    knows), and not the all-zero placeholder that real exports contain.
+
+    Cached: the same SIRETs come back on every session of a file, and python-stdnum's
+    pure-Python check was the largest single cost of the mapping."""
     if not siret or len(siret) != 14 or not siret.isdigit() or siret == "0" * 14:
         return False
     return bool(stdnum_siret.is_valid(siret))
@@ -368,17 +373,14 @@ def formation_key(formation: Formation) -> tuple[str, bool]:
     ], True
 
 
-def _slot_rows(
-    source: str,
-    session_key: str,
-    dispensateur: str,
-    action: Action,
-    session: Session,
-) -> list[SlotRow]:
-    """Slots of one KAIROS session. `slot_key` is stable within (session, origin):
-    `rec:<modality>:<debut raw>:<start time>` for a 2.3 recrutement, `info:<date raw>` for a
-    date-information; a repeated key gets `#2`, `#3`… in document order."""
-    rows: list[SlotRow] = []
+def _slot_values(action: Action, session: Session) -> list[tuple[object, ...]]:
+    """The fields of a session's SlotRows after `dispensateur_siret` (hash excluded): they
+    do not depend on the dispensateur, so they are computed once per LHEO session.
+
+    `slot_key` is stable within (session, origin): `rec:<modality>:<debut raw>:<start time>`
+    for a 2.3 recrutement, `info:<date raw>` for a date-information; a repeated key gets
+    `#2`, `#3`… in document order."""
+    values: list[tuple[object, ...]] = []
     used: dict[str, int] = {}
 
     def key(base: str) -> str:
@@ -392,12 +394,8 @@ def _slot_rows(
         starts_on, starts_raw, _ = _date(debut, last=False)
         ends_on, ends_raw, _ = _date(fin, last=True)
         address = recruitment.address
-        rows.append(
-            _hashed(
-                SlotRow,
-                source,
-                session_key,
-                dispensateur,
+        values.append(
+            (
                 key(
                     f"rec:{recruitment.modality}:{starts_raw or ''}:{recruitment.start_time or ''}"
                 ),
@@ -421,12 +419,8 @@ def _slot_rows(
     info = action.information_address
     for day in action.information_dates:
         on, raw, _ = _date(day, last=False)
-        rows.append(
-            _hashed(
-                SlotRow,
-                source,
-                session_key,
-                dispensateur,
+        values.append(
+            (
                 key(f"info:{day.raw}"),
                 "ico",
                 None,
@@ -445,7 +439,36 @@ def _slot_rows(
                 None,
             )
         )
-    return rows
+    return values
+
+
+def _dispensateur_columns(
+    owner: Dispensateur, guichet: bool, owners: int
+) -> tuple[bool, str, tuple[object, ...], str]:
+    """The SessionRow fields that depend only on the dispensateur (and its action):
+    SIRET validity, split reason, the first place's columns (name, address lines, postal
+    code, city, departement) and the places JSON."""
+    if guichet:
+        reason = "guichet_unique"
+    elif owners > 1:
+        reason = "co_contracting"
+    elif owner.detached:
+        reason = "detached_place"
+    else:
+        reason = "single"
+    first = owner.places[0] if owner.places else None
+    address = first.get("address") if first else None
+    address_map = address if isinstance(address, dict) else {}
+    lines = address_map.get("lines")
+    place = (
+        first.get("name") if first else None,
+        "\n".join(str(x) for x in lines) if isinstance(lines, list) and lines else None,
+        address_map.get("postal_code"),
+        address_map.get("city"),
+        address_map.get("departement"),
+    )
+    places_json = json.dumps(list(owner.places), ensure_ascii=False, separators=(",", ":"))
+    return siret_is_valid(owner.siret), reason, place, places_json
 
 
 def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation:
@@ -492,24 +515,18 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
         funded = [f.places for f in action.funders if f.places is not None]
         funders_json = json.dumps(funders, ensure_ascii=False, separators=(",", ":"))
         funded_total = sum(funded) if funded else None
+        # What a KAIROS session takes from its dispensateur (reason, first place, places
+        # JSON) is the same for every LHEO session of the action: computed once here.
+        delivered = [_dispensateur_columns(owner, guichet, len(owners)) for owner in owners]
         for session, (s_key, s_derived) in zip(
             action.sessions, session_keys(action, a_key), strict=True
         ):
             debut, debut_raw, debut_precision = _date(session.period.debut, last=False)
             fin, fin_raw, fin_precision = _date(session.period.fin, last=True)
-            for owner in owners:
-                if guichet:
-                    reason = "guichet_unique"
-                elif len(owners) > 1:
-                    reason = "co_contracting"
-                elif owner.detached:
-                    reason = "detached_place"
-                else:
-                    reason = "single"
-                first = owner.places[0] if owner.places else None
-                address = first.get("address") if first else None
-                address_map = address if isinstance(address, dict) else {}
-                lines = address_map.get("lines")
+            slot_values = _slot_values(action, session)
+            for owner, (siret_valid, reason, place, places_json) in zip(
+                owners, delivered, strict=True
+            ):
                 sessions.append(
                     _hashed(
                         SessionRow,
@@ -519,7 +536,7 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         s_key,
                         s_derived,
                         owner.siret,
-                        siret_is_valid(owner.siret),
+                        siret_valid,
                         owner.raison_sociale,
                         mandataire,
                         mandataire_valid,
@@ -547,20 +564,16 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         fin,
                         fin_raw,
                         fin_precision,
-                        first.get("name") if first else None,
-                        "\n".join(str(x) for x in lines)
-                        if isinstance(lines, list) and lines
-                        else None,
-                        address_map.get("postal_code"),
-                        address_map.get("city"),
-                        address_map.get("departement"),
-                        json.dumps(list(owner.places), ensure_ascii=False, separators=(",", ":")),
+                        *place,
+                        places_json,
                         funders_json,
                         funded_total,
                         action.urls[0] if action.urls else None,
                     )
                 )
-                slots.extend(_slot_rows(source, s_key, owner.siret, action, session))
+                slots.extend(
+                    _hashed(SlotRow, source, s_key, owner.siret, *values) for values in slot_values
+                )
 
     formation_row = _hashed(
         FormationRow,

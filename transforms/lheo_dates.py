@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 Precision = Literal["day", "month", "year", "unknown", "invalid"]
@@ -34,8 +35,12 @@ class LheoDate:
         return self.first_day.isoformat() if self.precision == "day" and self.first_day else None
 
 
+@lru_cache(maxsize=4096)
 def parse_lheo_date(raw: str | None) -> LheoDate | None:
-    """Parse an AAAAMMJJ field. Returns None for a missing field; never raises."""
+    """Parse an AAAAMMJJ field. Returns None for a missing field; never raises.
+
+    Cached (results are immutable, so sharing them is safe): an offer file repeats the
+    same few hundred dates across its sessions, and the reader parses every one."""
     if raw is None:
         return None
     text = raw.strip()
