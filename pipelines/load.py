@@ -56,14 +56,14 @@ from pipelines.history import (
     start_run,
     utcnow,
 )
-from pipelines.load_parallel import Block, copy_text, new_buffers, run_parallel, stage_mapped
+from pipelines.load_parallel import Block, copy_text, new_buffers, run_parallel, stage_record
+from transforms.formation_digest import DigestSet, UnchangedFormation
 from transforms.kairos_mapping import (
     ActionRow,
     FormationRow,
     OrganisationRow,
     SessionRow,
     SlotRow,
-    map_formation,
 )
 from transforms.reader import OfferReader
 from transforms.records import Formation, QuarantinedRecord
@@ -153,6 +153,11 @@ class _Entity:
     columns: tuple[str, ...]
     scope: str  # which target rows this source's snapshot owns
     match: str  # target row ↔ staged row `s`
+    # the target row belongs to a formation skipped as unchanged (never closed by the load)
+    kept: str = (
+        "SELECT 1 FROM stg_formation_digest AS k WHERE k.unchanged = 1"
+        " AND k.carif_formation_numero = {t}.carif_formation_numero"
+    )
 
 
 _SESSION_SCOPE = "{t}.source = :source"
@@ -188,6 +193,9 @@ ENTITIES: dict[str, _Entity] = {
         "{t}.origin = 'lheo' AND {t}.kairos_session_id IN"
         " (SELECT id FROM kairos_session WHERE source = :source)",
         "{t}.kairos_session_id = s.kairos_session_id AND {t}.slot_key = s.slot_key",
+        "SELECT 1 FROM kairos_session AS ks JOIN stg_formation_digest AS k"
+        " ON k.carif_formation_numero = ks.carif_formation_numero"
+        " WHERE ks.id = {t}.kairos_session_id AND k.unchanged = 1",
     ),
 }
 
@@ -203,6 +211,7 @@ def _statement(name: str, entity: _Entity) -> str:
         assignments=assignments,
         scope=entity.scope.format(t=t),
         match=entity.match.format(t=t),
+        kept=entity.kept.format(t=t),
     )
 
 
@@ -312,12 +321,21 @@ class _Stager:
             "stg_action": ("seq", *ACTION_COLUMNS),
             "stg_session": ("seq", *SESSION_COLUMNS),
             "stg_slot": STAGED_SLOT_COLUMNS,
+            "stg_formation_digest": (
+                "carif_formation_numero",
+                "digest",
+                "unchanged",
+                "seq",
+                "organisations",
+            ),
         }
         self.staged = dict.fromkeys(self.buffers, 0)
 
-    def add(self, formation: Formation, config: SourceConfig) -> None:
+    def add(
+        self, record: Formation | UnchangedFormation, config: SourceConfig, digest: int | None
+    ) -> None:
         buffers = self.buffers
-        self.seq = stage_mapped(buffers, map_formation(formation, config), self.seq)
+        self.seq = stage_record(buffers, record, digest, config, self.seq)
         if len(buffers["stg_session"]) + len(buffers["stg_slot"]) >= self.batch_size:
             self.flush()
 
@@ -369,6 +387,25 @@ class _Stager:
             rows.clear()
 
 
+def restage_organisations(conn: Connection, stager: _Stager, source: str) -> int:
+    """Stage the organisation rows of the formations skipped as unchanged, from what their
+    last reading recorded, at their place in document order: the organisation choice
+    (dedupe_staging.sql) then sees every formation of the snapshot, as a full read does."""
+    staged = 0
+    rows = conn.execute(
+        text(read_sql("load/unchanged_organisations.sql")), {"source": source}
+    ).all()
+    buffer = stager.buffers["stg_organisation"]
+    for seq, organisations in rows:
+        for organisation in json.loads(organisations or "[]"):
+            buffer.append((seq, *organisation))
+            staged += 1
+        if len(buffer) >= stager.batch_size:
+            stager.flush()
+    stager.flush()
+    return staged
+
+
 def _qualified(table: str, columns: Sequence[str]) -> str:
     return ", ".join(f"{table}.{c}" for c in columns)
 
@@ -389,7 +426,14 @@ def _create_staging(conn: Connection) -> None:
 
 def _drop_staging(conn: Connection) -> None:
     temp = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
-    for table in ("stg_slot", "stg_session", "stg_action", "stg_formation", "stg_organisation"):
+    for table in (
+        "stg_formation_digest",
+        "stg_slot",
+        "stg_session",
+        "stg_action",
+        "stg_formation",
+        "stg_organisation",
+    ):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temp}.{table}")
 
 
@@ -478,6 +522,7 @@ PARALLEL_MIN_BYTES = 8_000_000  # below this, starting worker processes costs mo
 _CODE_FILES = (
     "transforms/reader.py",
     "transforms/records.py",
+    "transforms/formation_digest.py",
     "transforms/lheo_dates.py",
     "transforms/kairos_mapping.py",
     "pipelines/load.py",
@@ -509,6 +554,13 @@ def _code_digest() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes() if path.exists() else b"")
     return digest.hexdigest()
+
+
+def digest_basis(config: SourceConfig) -> str:
+    """What makes a formation's rows a function of its bytes: the source's configuration
+    and the loader's code (transforms/formation_digest.py)."""
+    basis = json.dumps([repr(config), _code_digest()], ensure_ascii=False, default=str)
+    return hashlib.sha256(basis.encode()).hexdigest()
 
 
 def input_fingerprint(sha256: str, config: SourceConfig, full_snapshot: bool) -> str:
@@ -695,7 +747,15 @@ def _load(
             now = utcnow()
             if not (fast_path and _unchanged_input(conn, file, config, entry, fingerprint, now)):
                 _load_in_transaction(
-                    conn, file, config, entry, full_snapshot, batch_size, now, workers
+                    conn,
+                    file,
+                    config,
+                    entry,
+                    full_snapshot,
+                    batch_size,
+                    now,
+                    workers,
+                    skip_unchanged=fast_path,
                 )
             entry.counts["seconds"] = round(time.perf_counter() - started, 3)
             finish_run(
@@ -721,14 +781,30 @@ def _load_in_transaction(
     batch_size: int,
     now: datetime,
     workers: int = 0,
+    *,
+    skip_unchanged: bool = True,
 ) -> None:
     source = config.name
     stamp = db_timestamp(conn, now)
     started = time.perf_counter()
+    basis = digest_basis(config)
+    stored_basis = conn.execute(
+        text("SELECT basis FROM formation_digest_basis WHERE source = :source"),
+        {"source": source},
+    ).scalar_one_or_none()
+    known = DigestSet()
+    if skip_unchanged and stored_basis == basis:
+        known = DigestSet(
+            conn.execute(
+                text("SELECT digest FROM formation_digest WHERE source = :source"),
+                {"source": source},
+            ).scalars()
+        )
+    entry.counts["formations_known"] = len(known)
     _create_staging(conn)
     stager = _Stager(conn, batch_size)
     quarantined: list[QuarantinedRecord] = []
-    with OfferReader(file, source=source) as reader:
+    with OfferReader(file, source=source, digests=known) as reader:
         entry.lheo_version = reader.lheo_version
         if config.lheo_version and config.lheo_version != reader.lheo_version:
             raise SnapshotRefused(
@@ -745,9 +821,16 @@ def _load_in_transaction(
                 stager.add_block(block)
 
             counts = run_parallel(
-                file, source, config, workers=workers, copy_format=stager.postgres, write=write
+                file,
+                source,
+                config,
+                workers=workers,
+                copy_format=stager.postgres,
+                write=write,
+                digests=known,
             )
             read, valid, rejected = counts.formations, counts.valid, counts.quarantined
+            unchanged = counts.unchanged
             entry.counts["load_workers"] = workers
         else:
             for record in reader:
@@ -756,14 +839,20 @@ def _load_in_transaction(
                     if len(quarantined) >= 1000:
                         _quarantine(conn, quarantined, entry.run_id, source, stamp)
                 else:
-                    stager.add(record, config)
+                    stager.add(record, config, reader.last_digest)
             counted = reader.counts
             read, valid, rejected = counted["formations"], counted["valid"], counted["quarantined"]
+            unchanged = counted["unchanged"]
         stager.flush()
+        if unchanged:
+            entry.counts["organisations_of_unchanged_formations"] = restage_organisations(
+                conn, stager, source
+            )
         _quarantine(conn, quarantined, entry.run_id, source, stamp)
         entry.formations_read = read
         entry.formations_valid = valid
         entry.formations_quarantined = rejected
+        entry.counts["formations_unchanged"] = unchanged
 
     entry.counts["seconds_read_map_stage"] = round(time.perf_counter() - started, 3)
     params: dict[str, Any] = {"source": source, "run_id": entry.run_id, "now": stamp}
@@ -782,6 +871,13 @@ def _load_in_transaction(
         check_close_share(conn, source, config.max_close_share, entry.run_id)
     started = time.perf_counter()
     apply_staged(conn, entry, params, full_snapshot=full_snapshot, now=now)
+    replace_all = int(full_snapshot or stored_basis != basis)
+    digest_counts = _run_named(
+        conn,
+        "load/record_digests.sql",
+        {**params, "basis": basis, "replace_all": replace_all},
+    )
+    entry.counts["formation_digests_recorded"] = digest_counts.get("recorded", 0)
     _drop_staging(conn)
     entry.counts["seconds_apply"] = round(time.perf_counter() - started, 3)
 
@@ -835,7 +931,11 @@ def apply_staged(
         inserted,
         closed,
     )
-    entry.sessions_unchanged = int(staged_sessions) - inserted - updated
+    kept_sessions = int(
+        conn.execute(text(read_sql("load/count_kept_sessions.sql")), params).scalar_one()
+    )
+    entry.sessions_unchanged = int(staged_sessions) - inserted - updated + kept_sessions
+    entry.counts["sessions_of_unchanged_formations"] = kept_sessions
     if updated + closed:
         _analyze(conn, SESSION_STATS)  # run-id distributions moved: history joins on them
     for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):

@@ -23,6 +23,7 @@ Workers never touch the database and import no SQLAlchemy (this module doesn't e
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import os
 import pickle
@@ -38,11 +39,19 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import SourceConfig
+from transforms.formation_digest import DigestSet, UnchangedFormation
 from transforms.kairos_mapping import MappedFormation, map_formation
 from transforms.reader import OfferReader
-from transforms.records import QuarantinedRecord
+from transforms.records import Formation, QuarantinedRecord
 
-STAGING_TABLES = ("stg_organisation", "stg_formation", "stg_action", "stg_session", "stg_slot")
+STAGING_TABLES = (
+    "stg_organisation",
+    "stg_formation",
+    "stg_action",
+    "stg_session",
+    "stg_slot",
+    "stg_formation_digest",
+)
 BLOCK_FORMATIONS = 32  # formations per work unit: small enough to interleave, big enough to batch
 SEQ_SHIFT = 24  # a block's rows are numbered from block << 24 (16 M rows per block at most)
 GET_POLL_SECONDS = 0.5
@@ -76,6 +85,30 @@ def stage_mapped(buffers: Buffers, mapped: MappedFormation, seq: int) -> int:
         owner = session_seq[(slot.carif_session_numero, slot.dispensateur_siret)]
         seq += 1
         buffers["stg_slot"].append((seq, owner, *slot[:3], "lheo", *slot[3:]))
+    return seq
+
+
+def stage_record(
+    buffers: Buffers,
+    record: Formation | UnchangedFormation,
+    digest: int | None,
+    config: SourceConfig,
+    seq: int,
+) -> int:
+    """Stage one valid formation and its digest row (stg_formation_digest: numero, digest,
+    unchanged, seq, organisations). An unchanged formation stages only that row: its rows
+    stay in the database and its organisations come back from formation_digest
+    (pipelines/load.py). Returns the last `seq` used."""
+    if isinstance(record, UnchangedFormation):
+        seq += 1
+        buffers["stg_formation_digest"].append((record.numero, record.digest, 1, seq, None))
+        return seq
+    mapped = map_formation(record, config)
+    first = seq + 1
+    seq = stage_mapped(buffers, mapped, seq)
+    if record.numero and digest is not None:
+        organisations = json.dumps([list(row) for row in mapped.organisations])
+        buffers["stg_formation_digest"].append((record.numero, digest, 0, first, organisations))
     return seq
 
 
@@ -133,9 +166,10 @@ def _worker(
     shard: tuple[int, int, int],
     copy_format: bool,
     out: Connection,
+    digests: DigestSet,
 ) -> None:
     try:
-        with OfferReader(path, source=source, shard=shard) as reader:
+        with OfferReader(path, source=source, shard=shard, digests=digests) as reader:
             current: int | None = None
             buffers = new_buffers()
             quarantined: list[QuarantinedRecord] = []
@@ -165,7 +199,7 @@ def _worker(
                 if isinstance(record, QuarantinedRecord):
                     quarantined.append(record)
                 else:
-                    seq = stage_mapped(buffers, map_formation(record, config), seq)
+                    seq = stage_record(buffers, record, reader.last_digest, config, seq)
             if current is not None:
                 emit()
             _put(out, ("done", dict(reader.counts)))
@@ -188,6 +222,7 @@ class ParallelCounts:
     formations: int = 0
     valid: int = 0
     quarantined: int = 0
+    unchanged: int = 0
 
 
 def _get(pipe: Connection, process: BaseProcess) -> tuple[str, Any]:
@@ -228,9 +263,11 @@ def stream_parallel(
     copy_format: bool,
     counts: ParallelCounts,
     block_formations: int = BLOCK_FORMATIONS,
+    digests: DigestSet | None = None,
 ) -> Generator[Block, None, None]:
     """Yield the mapped blocks of `file` in document order; when it ends, `counts` holds the
     reader's counts summed over workers. Closing it early stops the workers."""
+    digests = digests if digests is not None else DigestSet()
     context = multiprocessing.get_context("spawn")
     pipes = [context.Pipe(duplex=False) for _ in range(workers)]  # (receive, send) ends
     processes = [
@@ -243,6 +280,7 @@ def stream_parallel(
                 (index, workers, block_formations),
                 copy_format,
                 pipes[index][1],
+                digests,
             ),
             name=f"kairos-load-worker-{index}",
             daemon=True,
@@ -269,6 +307,7 @@ def stream_parallel(
                 counts.formations = max(counts.formations, value["formations"])
                 counts.valid += value["valid"]
                 counts.quarantined += value["quarantined"]
+                counts.unchanged += value["unchanged"]
                 continue
             if value.number != expected or len(finished):
                 raise RuntimeError(
@@ -306,6 +345,7 @@ def run_parallel(
     copy_format: bool,
     write: Callable[[Block], None],
     block_formations: int = BLOCK_FORMATIONS,
+    digests: DigestSet | None = None,
 ) -> ParallelCounts:
     """Feed every block, in document order, to `write`; return the summed reader counts."""
     counts = ParallelCounts()
@@ -317,6 +357,7 @@ def run_parallel(
         copy_format=copy_format,
         counts=counts,
         block_formations=block_formations,
+        digests=digests,
     )
     try:
         for block in blocks:

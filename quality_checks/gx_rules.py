@@ -86,11 +86,13 @@ class KairosRuleRows(QueryMetricProvider):
             batch = f"({compiled})"
         sql = cls._format_query(query, batch=batch)
         parameters = decode_parameters(metric_value_kwargs.get("query_parameters") or "{}")
+        # Wrapped with SQLAlchemy constructs, not by pasting the query into more SQL text.
+        rows = bound(sql, parameters).columns().subquery("rule_rows")
         count = execution_engine.execute_query(
-            bound(f"SELECT COUNT(*) FROM ({sql}) counted", parameters)
+            sa.select(sa.func.count()).select_from(rows)
         ).scalar_one()
         sample = execution_engine.execute_query(
-            bound(f"SELECT * FROM ({sql}) sampled LIMIT {SAMPLE_ROWS}", parameters)
+            sa.select(sa.text("*")).select_from(rows).limit(SAMPLE_ROWS)
         ).fetchall()
         return {"count": int(count), "sample": [dict(row._mapping) for row in sample]}
 

@@ -83,3 +83,32 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip("../shared is absent: reference corpus tests skipped")
     return SHARED_DIR
+
+
+@pytest.fixture
+def second_db(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> str:
+    """Another empty, migrated database of the same kind as `db_url`."""
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'second.sqlite'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url_2"))
+    from pipelines.db import get_engine, migrate
+
+    engine = get_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url_2(postgres_admin_url: str) -> Iterator[str]:
+    name = f"kairos_test2_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -122,33 +122,6 @@ def _workers_alive() -> list[psutil.Process]:
     ]
 
 
-@pytest.fixture
-def second_db(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> str:
-    """Another empty database of the same kind as `db_url`."""
-    if db_url.startswith("sqlite"):
-        return _fresh(f"sqlite:///{tmp_path / 'second.sqlite'}")
-    return _fresh(str(request.getfixturevalue("postgres_url_2")))
-
-
-@pytest.fixture
-def postgres_url_2(postgres_admin_url: str) -> Any:
-    import uuid
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    name = f"kairos_test2_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.mark.parametrize("version", ["2.3", "2.2"])
 def test_parallel_load_gives_the_same_database(
     db_url: str, second_db: str, tmp_path: Path, version: str

@@ -30,6 +30,7 @@ from typing import IO, Any, cast
 from lxml import etree
 
 from lheo_schemas import schema_path
+from transforms.formation_digest import DigestSet, UnchangedFormation, formation_digest
 from transforms.lheo_dates import LheoDate, parse_lheo_date
 from transforms.records import (
     NAMESPACE_OF,
@@ -131,6 +132,7 @@ class OfferReader:
         source: str | None = None,
         *,
         shard: tuple[int, int, int] | None = None,
+        digests: DigestSet | None = None,
     ) -> None:
         self.path = Path(path)
         self.source = source
@@ -141,7 +143,14 @@ class OfferReader:
         # document index of the formation last yielded.
         self.shard = shard
         self.position = -1
-        self.counts = {"formations": 0, "valid": 0, "quarantined": 0}
+        # With `digests` (transforms/formation_digest.py), every formation's digest is
+        # computed after parsing and left in `last_digest` for the caller to record; a
+        # formation whose numero is set and whose digest is in `digests` is yielded as an
+        # UnchangedFormation, without validation, extraction or mapping. Without it, nothing
+        # is hashed.
+        self.digests = digests
+        self.last_digest: int | None = None
+        self.counts = {"formations": 0, "valid": 0, "quarantined": 0, "unchanged": 0}
         self._stream: IO[bytes] | None = None
         self._lheo_version: LheoVersion | None = None
         self._events: Iterator[tuple[str, Any]] | None = None
@@ -285,7 +294,7 @@ class OfferReader:
         return version
 
     # -- iteration -------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Formation | QuarantinedRecord]:
+    def __iter__(self) -> Iterator[Formation | QuarantinedRecord | UnchangedFormation]:
         if self._events is None:
             self.open()
         if self._done:
@@ -327,9 +336,21 @@ class OfferReader:
         offres: etree._Element,
         schema: etree.XMLSchema,
         extractor: _Extractor,
-    ) -> Formation | QuarantinedRecord:
+    ) -> Formation | QuarantinedRecord | UnchangedFormation:
         numero = element.get("numero")
         line = source_line(element)
+        if self.digests is not None:
+            digest = self.last_digest = formation_digest(element)
+            if numero and digest in self.digests:
+                # Same bytes as a formation loaded before: valid then, valid now (the
+                # loader's code and schemas are part of what makes the digests current).
+                self.counts["valid"] += 1
+                self.counts["unchanged"] += 1
+                parent = element.getparent()
+                if parent is not None:
+                    parent.remove(element)  # as the validated ones are: memory stays flat
+                element.clear()
+                return UnchangedFormation(numero=numero, digest=digest, line=line)
         offres.append(element)  # moves it: validated alone, wrapped in lheo/offres
         try:
             if schema.validate(offres.getroottree()):
@@ -362,7 +383,9 @@ def read_offers(
 ) -> Iterator[Formation | QuarantinedRecord]:
     """Convenience generator over a file's formations (opens and closes the reader)."""
     with OfferReader(path, source) as reader:
-        yield from reader
+        for record in reader:
+            assert not isinstance(record, UnchangedFormation)  # only with `digests`
+            yield record
 
 
 # --------------------------------------------------------------------------------------
@@ -372,70 +395,48 @@ def read_offers(
 class _Extractor:
     """Reads one valid formation into records.
 
-    Each element's children are indexed once by local name (one pass in C order), so the
-    many field look-ups are dictionary hits instead of repeated ElementPath searches.
+    Each element's children are grouped by local name in one pass (`kids`), and every
+    field of that element is then read from the group with the module-level helpers below
+    (`_text`, `_texts`, …). No index keyed by element proxies, no method call per field:
+    this is the hot loop of a load (docs/performance.md, "Where the time goes").
     """
 
     def __init__(self, namespace: str, version: LheoVersion) -> None:
         self.ns = namespace
         self.version = version
         self._cut = len(namespace) + 2  # "{namespace}" prefix of every tag
-        self._index: dict[etree._Element, dict[str, list[etree._Element]]] = {}
+        self._extra_tag = self.q("extra")
 
     def q(self, name: str) -> str:
         return f"{{{self.ns}}}{name}"
 
-    def kids(self, element: etree._Element) -> dict[str, list[etree._Element]]:
-        index = self._index.get(element)
-        if index is None:
-            index = {}
-            cut = self._cut
-            for child in element:
-                tag = child.tag
-                if type(tag) is str:  # skip entities/comments if any slipped through
-                    index.setdefault(tag[cut:], []).append(child)
-            self._index[element] = index
+    def kids(self, element: etree._Element | None) -> Kids:
+        """`element`'s children by local name, in document order (empty for None)."""
+        index: Kids = {}
+        if element is None:
+            return index
+        cut = self._cut
+        for child in element:
+            tag = child.tag
+            if type(tag) is str:  # skip entities/comments if any slipped through
+                local = tag[cut:]
+                found = index.get(local)
+                if found is None:
+                    index[local] = [child]
+                else:
+                    found.append(child)
         return index
 
-    def text(self, element: etree._Element | None, name: str) -> str | None:
-        if element is None:
-            return None
-        found = self.kids(element).get(name)
-        if not found:
-            return None
-        value = found[0].text
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
-    def texts(self, element: etree._Element | None, name: str) -> tuple[str, ...]:
-        if element is None:
-            return ()
-        values = (c.text.strip() for c in self.kids(element).get(name, ()) if c.text)
-        return tuple(v for v in values if v)
-
-    def integer(self, element: etree._Element | None, name: str) -> int | None:
-        value = self.text(element, name)
-        return int(value) if value is not None else None
-
-    def date(self, element: etree._Element | None, name: str) -> LheoDate | None:
-        return parse_lheo_date(self.text(element, name))
-
-    def child(self, element: etree._Element | None, name: str) -> etree._Element | None:
-        if element is None:
-            return None
-        found = self.kids(element).get(name)
-        return found[0] if found else None
-
-    def children(self, element: etree._Element, name: str) -> list[etree._Element]:
-        return self.kids(element).get(name, [])
+    def child_kids(self, kids: Kids, name: str) -> Kids:
+        """The children of the first `name` child (empty when there is none)."""
+        found = kids.get(name)
+        return self.kids(found[0]) if found else {}
 
     # -- leaves ------------------------------------------------------------------
-    def extras(self, element: etree._Element) -> tuple[Extra, ...]:
+    def extras(self, kids: Kids) -> tuple[Extra, ...]:
         found: list[Extra] = []
-        for extras in self.children(element, "extras"):
-            for extra in extras.iter(self.q("extra")):
+        for extras in kids.get("extras", ()):
+            for extra in extras.iter(self._extra_tag):
                 value = "".join(str(t) for t in extra.itertext()).strip()
                 found.append(Extra(info=extra.get("info"), value=value))
         return tuple(found)
@@ -443,193 +444,244 @@ class _Extractor:
     def address(self, element: etree._Element | None) -> Address | None:
         if element is None:
             return None
-        geo = self.child(element, "geolocalisation")
+        kids = self.kids(element)
+        geo = self.child_kids(kids, "geolocalisation")
         return Address(
-            lines=self.texts(element, "ligne"),
-            postal_code=self.text(element, "codepostal"),
-            city=self.text(element, "ville"),
-            departement=self.text(element, "departement"),
-            insee_commune=self.text(element, "code-INSEE-commune"),
-            region=self.text(element, "region"),
-            country=self.text(element, "pays"),
-            latitude=self.text(geo, "latitude"),
-            longitude=self.text(geo, "longitude"),
-            denomination=self.text(element, "denomination"),
+            lines=_texts(kids, "ligne"),
+            postal_code=_text(kids, "codepostal"),
+            city=_text(kids, "ville"),
+            departement=_text(kids, "departement"),
+            insee_commune=_text(kids, "code-INSEE-commune"),
+            region=_text(kids, "region"),
+            country=_text(kids, "pays"),
+            latitude=_text(geo, "latitude"),
+            longitude=_text(geo, "longitude"),
+            denomination=_text(kids, "denomination"),
         )
 
-    def coordinates(self, holder: etree._Element | None) -> Coordinates | None:
-        """`coordonnees` below `holder` (contact-*, lieu-de-formation, …)."""
-        element = self.child(holder, "coordonnees")
+    def coordinates(self, holder: Kids) -> Coordinates | None:
+        """`coordonnees` below the holder (contact-*, lieu-de-formation, …), by its kids."""
+        element = _first(holder, "coordonnees")
         if element is None:
             return None
+        kids = self.kids(element)
         return Coordinates(
-            civilite=self.text(element, "civilite"),
-            nom=self.text(element, "nom"),
-            prenom=self.text(element, "prenom"),
-            lines=self.texts(element, "ligne"),
-            address=self.address(self.child(element, "adresse")),
-            phones=self.texts(self.child(element, "telfixe"), "numtel"),
-            mobiles=self.texts(self.child(element, "portable"), "numtel"),
-            email=self.text(element, "courriel"),
-            web=self.texts(self.child(element, "web"), "urlweb"),
+            civilite=_text(kids, "civilite"),
+            nom=_text(kids, "nom"),
+            prenom=_text(kids, "prenom"),
+            lines=_texts(kids, "ligne"),
+            address=self.address(_first(kids, "adresse")),
+            phones=_texts(self.child_kids(kids, "telfixe"), "numtel"),
+            mobiles=_texts(self.child_kids(kids, "portable"), "numtel"),
+            email=_text(kids, "courriel"),
+            web=_texts(self.child_kids(kids, "web"), "urlweb"),
         )
 
-    def contacts(self, element: etree._Element, name: str) -> tuple[Coordinates, ...]:
-        found = (self.coordinates(c) for c in self.children(element, name))
+    def contacts(self, kids: Kids, name: str) -> tuple[Coordinates, ...]:
+        found = (self.coordinates(self.kids(c)) for c in kids.get(name, ()))
         return tuple(c for c in found if c is not None)
 
     def period(self, element: etree._Element | None) -> Period | None:
         if element is None:
             return None
-        return Period(debut=self.date(element, "debut"), fin=self.date(element, "fin"))
+        kids = self.kids(element)
+        return Period(debut=_date(kids, "debut"), fin=_date(kids, "fin"))
 
     def siret(self, holder: etree._Element | None) -> str | None:
         """SIRET inside a `SIRET-…` wrapper element."""
-        return self.text(holder, "SIRET")
-
-    def flag(self, element: etree._Element | None, name: str) -> bool | None:
-        value = self.text(element, name)
-        return None if value is None else value == "1"
+        return _text(self.kids(holder), "SIRET")
 
     # -- structure ---------------------------------------------------------------
     def formation(self, element: etree._Element) -> Formation:
-        try:
-            return self._formation(element)
-        finally:
-            self._index.clear()  # one formation at a time: memory stays flat
-
-    def _formation(self, element: etree._Element) -> Formation:
-        domaine = self.child(element, "domaine-formation")
+        kids = self.kids(element)
+        domaine = self.child_kids(kids, "domaine-formation")
         formacodes: list[str] = []
-        if domaine is not None:
-            for code in self.children(domaine, "code-FORMACODE"):
-                value = (code.text or "").strip()
-                if not value:
-                    continue
-                # Rule of the LHEO definition and seed 000: the first FORMACODE is the main
-                # one, unless one is explicitly tagged "principal".
-                if code.get("tag") == "principal":
-                    formacodes.insert(0, value)
-                else:
-                    formacodes.append(value)
-        responsable = self.child(element, "organisme-formation-responsable")
+        for code in domaine.get("code-FORMACODE", ()):
+            value = (code.text or "").strip()
+            if not value:
+                continue
+            # Rule of the LHEO definition and seed 000: the first FORMACODE is the main
+            # one, unless one is explicitly tagged "principal".
+            if code.get("tag") == "principal":
+                formacodes.insert(0, value)
+            else:
+                formacodes.append(value)
+        responsable = _first(kids, "organisme-formation-responsable")
         assert responsable is not None  # mandatory in the schema
         return Formation(
             numero=element.get("numero"),
             lheo_version=self.version,
-            intitule=self.text(element, "intitule-formation") or "",
-            objectif=self.text(element, "objectif-formation"),
-            resultats_attendus=self.text(element, "resultats-attendus"),
-            contenu=self.text(element, "contenu-formation"),
-            certifiante=self.flag(element, "certifiante"),
+            intitule=_text(kids, "intitule-formation") or "",
+            objectif=_text(kids, "objectif-formation"),
+            resultats_attendus=_text(kids, "resultats-attendus"),
+            contenu=_text(kids, "contenu-formation"),
+            certifiante=_flag(kids, "certifiante"),
             formacodes=tuple(formacodes),
-            rome_codes=self.texts(domaine, "code-ROME"),
-            nsf_codes=self.texts(domaine, "code-NSF"),
-            objectif_general=self.integer(element, "objectif-general-formation"),
-            niveau_entree=self.integer(element, "code-niveau-entree"),
-            niveau_sortie=self.integer(element, "code-niveau-sortie"),
-            contacts=self.contacts(element, "contact-formation"),
+            rome_codes=_texts(domaine, "code-ROME"),
+            nsf_codes=_texts(domaine, "code-NSF"),
+            objectif_general=_integer(kids, "objectif-general-formation"),
+            niveau_entree=_integer(kids, "code-niveau-entree"),
+            niveau_sortie=_integer(kids, "code-niveau-sortie"),
+            contacts=self.contacts(kids, "contact-formation"),
             responsable=self.organisation(responsable),
-            actions=tuple(self.action(a) for a in self.children(element, "action")),
-            extras=self.extras(element),
+            actions=tuple(self.action(a) for a in kids.get("action", ())),
+            extras=self.extras(kids),
             line=source_line(element),
         )
 
     def organisation(self, element: etree._Element) -> Organisation:
+        kids = self.kids(element)
         return Organisation(
-            siret=self.siret(self.child(element, "SIRET-organisme-formation")) or "",
-            numero_activite=self.text(element, "numero-activite"),
-            nom=self.text(element, "nom-organisme"),
-            raison_sociale=self.text(element, "raison-sociale"),
-            coordinates=self.coordinates(self.child(element, "coordonnees-organisme")),
-            contacts=self.contacts(element, "contact-organisme"),
-            extras=self.extras(element),
+            siret=self.siret(_first(kids, "SIRET-organisme-formation")) or "",
+            numero_activite=_text(kids, "numero-activite"),
+            nom=_text(kids, "nom-organisme"),
+            raison_sociale=_text(kids, "raison-sociale"),
+            coordinates=self.coordinates(self.child_kids(kids, "coordonnees-organisme")),
+            contacts=self.contacts(kids, "contact-organisme"),
+            extras=self.extras(kids),
         )
 
     def action(self, element: etree._Element) -> Action:
+        kids = self.kids(element)
         places = []
-        for place in self.children(element, "lieu-de-formation"):
-            coordinates = self.coordinates(place)
+        for place in kids.get("lieu-de-formation", ()):
+            place_kids = self.kids(place)
+            coordinates = self.coordinates(place_kids)
             assert coordinates is not None  # mandatory in the schema
             places.append(
                 TrainingPlace(
                     coordinates=coordinates,
-                    siret=self.siret(self.child(place, "SIRET-lieu-formation")),
-                    uai=self.text(self.child(place, "code-UAI-lieu-formation"), "code-UAI"),
-                    extras=self.extras(place),
+                    siret=self.siret(_first(place_kids, "SIRET-lieu-formation")),
+                    uai=_text(self.child_kids(place_kids, "code-UAI-lieu-formation"), "code-UAI"),
+                    extras=self.extras(place_kids),
                 )
             )
-        formateurs = tuple(
-            Formateur(
-                siret=self.siret(self.child(f, "SIRET-formateur")) or "",
-                raison_sociale=self.text(f, "raison-sociale-formateur"),
-                contacts=self.contacts(f, "contact-formateur"),
-                extras=self.extras(f),
-            )
-            for f in self.children(element, "organisme-formateur")
-        )
-        funders = tuple(
-            Funder(
-                code=self.text(f, "code-financeur") or "",
-                places=self.integer(f, "nb-places-financees"),
-            )
-            for f in self.children(element, "organisme-financeur")
-        )
+        formateurs = tuple(self.formateur(f) for f in kids.get("organisme-formateur", ()))
+        funders = tuple(self.funder(f) for f in kids.get("organisme-financeur", ()))
         info_dates = tuple(
             d
-            for d in (self.date(i, "date") for i in self.children(element, "date-information"))
+            for d in (_date(self.kids(i), "date") for i in kids.get("date-information", ()))
             if d is not None
         )
         return Action(
             numero=element.get("numero"),
-            rythme=self.text(element, "rythme-formation"),
-            public_codes=self.texts(element, "code-public-vise"),
-            modalites_entrees_sorties=self.integer(element, "modalites-entrees-sorties"),
-            sessions=tuple(self.session(s) for s in self.children(element, "session")),
+            rythme=_text(kids, "rythme-formation"),
+            public_codes=_texts(kids, "code-public-vise"),
+            modalites_entrees_sorties=_integer(kids, "modalites-entrees-sorties"),
+            sessions=tuple(self.session(s) for s in kids.get("session", ())),
             places=tuple(places),
             formateurs=formateurs,
             funders=funders,
             information_address=self.address(
-                self.child(self.child(element, "adresse-information"), "adresse")
+                _first(self.child_kids(kids, "adresse-information"), "adresse")
             ),
             information_dates=info_dates,
-            recruitment_text=self.text(element, "modalites-recrutement"),
-            hours_total=self.integer(element, "nombre-heures-total"),
-            hours_centre=self.integer(element, "nombre-heures-centre"),
-            hours_entreprise=self.integer(element, "nombre-heures-entreprise"),
-            duree_indicative=self.text(element, "duree-indicative"),
-            urls=self.texts(self.child(element, "url-action"), "urlweb"),
-            extras=self.extras(element),
+            recruitment_text=_text(kids, "modalites-recrutement"),
+            hours_total=_integer(kids, "nombre-heures-total"),
+            hours_centre=_integer(kids, "nombre-heures-centre"),
+            hours_entreprise=_integer(kids, "nombre-heures-entreprise"),
+            duree_indicative=_text(kids, "duree-indicative"),
+            urls=_texts(self.child_kids(kids, "url-action"), "urlweb"),
+            extras=self.extras(kids),
             line=source_line(element),
         )
 
+    def formateur(self, element: etree._Element) -> Formateur:
+        kids = self.kids(element)
+        return Formateur(
+            siret=self.siret(_first(kids, "SIRET-formateur")) or "",
+            raison_sociale=_text(kids, "raison-sociale-formateur"),
+            contacts=self.contacts(kids, "contact-formateur"),
+            extras=self.extras(kids),
+        )
+
+    def funder(self, element: etree._Element) -> Funder:
+        kids = self.kids(element)
+        return Funder(
+            code=_text(kids, "code-financeur") or "",
+            places=_integer(kids, "nb-places-financees"),
+        )
+
     def session(self, element: etree._Element) -> Session:
-        period = self.period(self.child(element, "periode"))
+        kids = self.kids(element)
+        period = self.period(_first(kids, "periode"))
         assert period is not None  # mandatory in the schema
-        registration = self.child(element, "periode-inscription")
         return Session(
             numero=element.get("numero"),
             period=period,
             registration_address=self.address(
-                self.child(self.child(element, "adresse-inscription"), "adresse")
+                _first(self.child_kids(kids, "adresse-inscription"), "adresse")
             ),
-            registration_terms=self.text(element, "modalites-inscription"),
-            registration_period=self.period(self.child(registration, "periode")),
-            etat_recrutement=self.integer(element, "etat-recrutement"),
-            recrutements=tuple(self.recruitment(r) for r in self.children(element, "recrutement")),
-            extras=self.extras(element),
+            registration_terms=_text(kids, "modalites-inscription"),
+            registration_period=self.period(
+                _first(self.child_kids(kids, "periode-inscription"), "periode")
+            ),
+            etat_recrutement=_integer(kids, "etat-recrutement"),
+            recrutements=tuple(self.recruitment(r) for r in kids.get("recrutement", ())),
+            extras=self.extras(kids),
             line=source_line(element),
         )
 
     def recruitment(self, element: etree._Element) -> Recruitment:
+        kids = self.kids(element)
         return Recruitment(
-            modality=self.integer(element, "modalite-recrutement") or 0,
-            period=self.period(self.child(element, "periode")),
-            places=self.integer(element, "nb-places"),
-            address=self.address(self.child(element, "adresse")),
-            start_time=self.text(element, "heure-debut"),
-            end_time=self.text(element, "heure-fin"),
-            remote=self.flag(element, "a-distance"),
-            url=self.text(element, "urlweb"),
-            comment=self.text(element, "commentaire"),
+            modality=_integer(kids, "modalite-recrutement") or 0,
+            period=self.period(_first(kids, "periode")),
+            places=_integer(kids, "nb-places"),
+            address=self.address(_first(kids, "adresse")),
+            start_time=_text(kids, "heure-debut"),
+            end_time=_text(kids, "heure-fin"),
+            remote=_flag(kids, "a-distance"),
+            url=_text(kids, "urlweb"),
+            comment=_text(kids, "commentaire"),
         )
+
+
+# Children of one element by local name (`_Extractor.kids`); read with the helpers below.
+Kids = dict[str, list[etree._Element]]
+
+
+def _first(kids: Kids, name: str) -> etree._Element | None:
+    found = kids.get(name)
+    return found[0] if found else None
+
+
+def _text(kids: Kids, name: str) -> str | None:
+    """Stripped text of the first `name` child; None when missing or blank."""
+    found = kids.get(name)
+    if not found:
+        return None
+    value = found[0].text
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _texts(kids: Kids, name: str) -> tuple[str, ...]:
+    """Stripped texts of every `name` child, blanks left out."""
+    found = kids.get(name)
+    if not found:
+        return ()
+    values: list[str] = []
+    for child in found:
+        value = child.text  # read once: each `.text` builds a new string
+        if value:
+            value = value.strip()
+            if value:
+                values.append(value)
+    return tuple(values)
+
+
+def _integer(kids: Kids, name: str) -> int | None:
+    value = _text(kids, name)
+    return int(value) if value is not None else None
+
+
+def _date(kids: Kids, name: str) -> LheoDate | None:
+    return parse_lheo_date(_text(kids, name))
+
+
+def _flag(kids: Kids, name: str) -> bool | None:
+    value = _text(kids, name)
+    return None if value is None else value == "1"

@@ -8,6 +8,7 @@ DROP TABLE IF EXISTS {temp}.stg_formation;
 DROP TABLE IF EXISTS {temp}.stg_action;
 DROP TABLE IF EXISTS {temp}.stg_session;
 DROP TABLE IF EXISTS {temp}.stg_slot;
+DROP TABLE IF EXISTS {temp}.stg_formation_digest;
 CREATE TEMPORARY TABLE stg_organisation AS
 SELECT CAST(0 AS BIGINT) AS seq, {organisation_columns} FROM organisation WHERE 1 = 0;
 CREATE TEMPORARY TABLE stg_formation AS
@@ -23,3 +24,14 @@ SELECT CAST(0 AS BIGINT) AS seq, CAST(0 AS BIGINT) AS session_seq,
        k.source, k.carif_session_numero, k.dispensateur_siret,
        {slot_columns}
 FROM recruitment_slot, kairos_session AS k WHERE 1 = 0;
+-- The valid formations of the snapshot with their digest (transforms/formation_digest.py);
+-- unchanged = 1: skipped because a previous load saw the same bytes, its rows stay open;
+-- seq: its place in document order; organisations: the JSON of its organisation rows
+-- (read formations only: a skipped one's are in formation_digest).
+CREATE TEMPORARY TABLE stg_formation_digest (
+    carif_formation_numero TEXT NOT NULL,
+    digest BIGINT NOT NULL,
+    unchanged INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    organisations TEXT
+);

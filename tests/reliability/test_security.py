@@ -174,6 +174,7 @@ ALLOWED_FORMAT_KEYS = {
     "table", "staging", "columns", "staged_columns", "assignments", "scope", "match", "temp",
     "organisation_columns", "formation_columns", "action_columns", "session_columns",
     "slot_columns", "version_table", "fk", "snapshot", "batch",
+    "kept",  # load.py _Entity.kept: the "skipped as unchanged" subquery, a code constant
 }  # fmt: skip
 
 
