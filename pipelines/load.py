@@ -155,8 +155,8 @@ class _Entity:
     match: str  # target row ↔ staged row `s`
     # the target row belongs to a formation skipped as unchanged (never closed by the load)
     kept: str = (
-        "SELECT 1 FROM stg_formation_digest AS k WHERE k.unchanged = 1"
-        " AND k.carif_formation_numero = {t}.carif_formation_numero"
+        "SELECT 1 FROM stg_kept_formation AS k"
+        " WHERE k.carif_formation_numero = {t}.carif_formation_numero"
     )
 
 
@@ -193,14 +193,18 @@ ENTITIES: dict[str, _Entity] = {
         "{t}.origin = 'lheo' AND {t}.kairos_session_id IN"
         " (SELECT id FROM kairos_session WHERE source = :source)",
         "{t}.kairos_session_id = s.kairos_session_id AND {t}.slot_key = s.slot_key",
-        "SELECT 1 FROM kairos_session AS ks JOIN stg_formation_digest AS k"
-        " ON k.carif_formation_numero = ks.carif_formation_numero"
-        " WHERE ks.id = {t}.kairos_session_id AND k.unchanged = 1",
+        "SELECT 1 FROM stg_kept_session AS k WHERE k.id = {t}.kairos_session_id",
     ),
 }
 
 
-def _statement(name: str, entity: _Entity) -> str:
+# When no formation was skipped, the closing needs no "kept" test at all: a constant-false
+# subquery, which the planners drop (a real one, estimated from nothing, once turned the
+# 1 M-slot closing into a nested loop over the staged slots).
+NOTHING_KEPT = "SELECT 1 WHERE 1 = 0"
+
+
+def _statement(name: str, entity: _Entity, *, kept: bool = False) -> str:
     t = entity.table
     assignments = ", ".join(f"{c} = s.{c}" for c in entity.columns)
     return read_sql(f"load/{name}.sql").format(
@@ -211,7 +215,7 @@ def _statement(name: str, entity: _Entity) -> str:
         assignments=assignments,
         scope=entity.scope.format(t=t),
         match=entity.match.format(t=t),
-        kept=entity.kept.format(t=t),
+        kept=entity.kept.format(t=t) if kept else NOTHING_KEPT,
     )
 
 
@@ -427,6 +431,8 @@ def _create_staging(conn: Connection) -> None:
 def _drop_staging(conn: Connection) -> None:
     temp = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
     for table in (
+        "stg_kept_session",
+        "stg_kept_formation",
         "stg_formation_digest",
         "stg_slot",
         "stg_session",
@@ -467,7 +473,7 @@ def check_close_share(
 
 
 def upsert_entity(
-    conn: Connection, name: str, params: dict[str, Any], *, close: bool
+    conn: Connection, name: str, params: dict[str, Any], *, close: bool, kept: bool = False
 ) -> tuple[int, int, int]:
     """(updated, inserted, closed) rows of one entity, set-based."""
     entity = ENTITIES[name]
@@ -479,7 +485,8 @@ def upsert_entity(
         )  # the closing's anti-join must see the new rows
     closed = 0
     if close:
-        closed = conn.execute(text(_statement("close_vanished", entity)), params).rowcount
+        statement = _statement("close_vanished", entity, kept=kept)
+        closed = conn.execute(text(statement), params).rowcount
     return int(updated or 0), int(inserted or 0), int(closed or 0)
 
 
@@ -867,6 +874,9 @@ def _load_in_transaction(
         "stg_organisation (siret)",
     )
     entry.counts.update(_run_named(conn, "load/dedupe_staging.sql", params))
+    for _, statement in _statements(read_sql("load/kept_rows.sql")):
+        conn.execute(text(statement), params)
+    _analyze(conn, "stg_kept_formation", "stg_kept_session")
     if full_snapshot:
         check_close_share(conn, source, config.max_close_share, entry.run_id)
     started = time.perf_counter()
@@ -923,9 +933,16 @@ def apply_staged(
         ),
         params,
     ).rowcount
-    f_updated, f_inserted, f_closed = upsert_entity(conn, "formation", params, close=full_snapshot)
-    a_updated, a_inserted, a_closed = upsert_entity(conn, "action", params, close=full_snapshot)
-    updated, inserted, closed = upsert_entity(conn, "kairos_session", params, close=full_snapshot)
+    kept = bool(entry.counts.get("formations_unchanged"))
+    f_updated, f_inserted, f_closed = upsert_entity(
+        conn, "formation", params, close=full_snapshot, kept=kept
+    )
+    a_updated, a_inserted, a_closed = upsert_entity(
+        conn, "action", params, close=full_snapshot, kept=kept
+    )
+    updated, inserted, closed = upsert_entity(
+        conn, "kairos_session", params, close=full_snapshot, kept=kept
+    )
     entry.sessions_updated, entry.sessions_inserted, entry.sessions_closed = (
         updated,
         inserted,
@@ -942,7 +959,7 @@ def apply_staged(
         conn.execute(text(statement), params)
     _analyze(conn, "stg_slot (kairos_session_id, slot_key)")
     s_updated, s_inserted, s_closed = upsert_entity(
-        conn, "recruitment_slot", params, close=full_snapshot
+        conn, "recruitment_slot", params, close=full_snapshot, kept=kept
     )
     entry.slots_updated, entry.slots_inserted, entry.slots_closed = s_updated, s_inserted, s_closed
     if s_updated + s_closed:

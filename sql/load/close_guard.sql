@@ -7,7 +7,6 @@ FROM kairos_session AS t
 LEFT JOIN stg_session AS s
        ON s.carif_session_numero = t.carif_session_numero
       AND s.dispensateur_siret = t.dispensateur_siret
-LEFT JOIN (SELECT DISTINCT carif_formation_numero FROM stg_formation_digest
-           WHERE unchanged = 1) AS k
+LEFT JOIN stg_kept_formation AS k
        ON k.carif_formation_numero = t.carif_formation_numero
 WHERE t.source = :source AND t.closed_at IS NULL;

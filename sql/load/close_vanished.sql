@@ -1,6 +1,7 @@
 -- Open rows of {table} in this source's scope that the full snapshot no longer contains:
 -- closed (kept, with the run and time), never deleted. Rows of formations skipped as
--- unchanged (stg_formation_digest.unchanged = 1) are in the snapshot: they stay open.
+-- unchanged (kept_rows.sql) are in the snapshot: they stay open. {kept} is a constant-false
+-- subquery when no formation was skipped.
 UPDATE {table}
 SET closed_at = :now, closed_run_id = :run_id
 WHERE {scope} AND {table}.closed_at IS NULL

@@ -1,7 +1,10 @@
--- Open sessions of the source that belong to formations skipped as unchanged: in the
--- snapshot, not staged, not rewritten (counted as unchanged in the ledger).
+-- Open sessions of the source that belong to formations skipped as unchanged (kept_rows.sql)
+-- and that no read formation staged again: in the snapshot, not rewritten (counted as
+-- unchanged in the ledger; staged ones are counted from the staging).
 SELECT COUNT(*)
-FROM kairos_session AS t
-WHERE t.source = :source AND t.closed_at IS NULL
-  AND EXISTS (SELECT 1 FROM stg_formation_digest AS k
-              WHERE k.unchanged = 1 AND k.carif_formation_numero = t.carif_formation_numero);
+FROM stg_kept_session AS k
+JOIN kairos_session AS t ON t.id = k.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM stg_session AS s
+    WHERE s.carif_session_numero = t.carif_session_numero
+      AND s.dispensateur_siret = t.dispensateur_siret);

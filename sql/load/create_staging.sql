@@ -9,6 +9,8 @@ DROP TABLE IF EXISTS {temp}.stg_action;
 DROP TABLE IF EXISTS {temp}.stg_session;
 DROP TABLE IF EXISTS {temp}.stg_slot;
 DROP TABLE IF EXISTS {temp}.stg_formation_digest;
+DROP TABLE IF EXISTS {temp}.stg_kept_formation;
+DROP TABLE IF EXISTS {temp}.stg_kept_session;
 CREATE TEMPORARY TABLE stg_organisation AS
 SELECT CAST(0 AS BIGINT) AS seq, {organisation_columns} FROM organisation WHERE 1 = 0;
 CREATE TEMPORARY TABLE stg_formation AS
