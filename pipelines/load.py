@@ -472,6 +472,20 @@ def check_close_share(
     return open_sessions, vanishing
 
 
+@contextmanager
+def _hash_joins_only(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: no nested loops for one statement. The closings anti-join every open row
+    of the source with the staged rows and the kept ones; both sides are large, so hash
+    joins are always right, and a row estimate of 1 (a planner guess on a temporary table)
+    once made a nested loop run for minutes at 1 M slots."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    yield  # on an error the transaction rolls back, and the setting with it
+    conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+
+
 def upsert_entity(
     conn: Connection, name: str, params: dict[str, Any], *, close: bool, kept: bool = False
 ) -> tuple[int, int, int]:
@@ -486,7 +500,8 @@ def upsert_entity(
     closed = 0
     if close:
         statement = _statement("close_vanished", entity, kept=kept)
-        closed = conn.execute(text(statement), params).rowcount
+        with _hash_joins_only(conn):
+            closed = conn.execute(text(statement), params).rowcount
     return int(updated or 0), int(inserted or 0), int(closed or 0)
 
 
