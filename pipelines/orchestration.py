@@ -379,10 +379,9 @@ def run_checks(
         # A dry run never migrates: on a database with no schema there is nothing to check.
         if not inspect(engine).has_table("kairos_session"):
             return {"check_run_id": None, "flags": 0, "rules": {}, "skipped": "no schema"}
-        # Read-only: the same rules and merging as a stored run, counted, rolled back.
+        # Read-only: the same rules and merging as a stored run, counted.
         with engine.connect() as conn:
             counts = {r.id: count_rule_flags(conn, r, as_of, source) for r in load_rules()}
-            conn.rollback()
     finally:
         engine.dispose()
     return {"check_run_id": None, "flags": sum(counts.values()), "rules": counts}

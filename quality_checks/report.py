@@ -169,7 +169,6 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
         conn, "queries/quality_blocked_sessions.sql", run_id=run.id, rule_id=HEADLINE_RULE
     )
     for row in blocked:
-        row["rule_id"] = HEADLINE_RULE
         row["message"] = render_message(row)
     flags = _rows(conn, "queries/quality_flags_of_run.sql", run_id=run.id)
     for flag in flags:

@@ -5,7 +5,7 @@ One call of `run_checks` = one check run:
 1. a `run_ledger` row (run_kind 'quality_check') and a `quality_check_run` row, committed at
    once so a failed run stays visible;
 2. each rule of rules.yaml runs once, inside the database: `INSERT … SELECT` of its query
-   (sql/checks/<rule>.sql) into `quality_check_result` (sql/queries/quality_store_flags.sql),
+   (sql/checks/<rule>.sql) into `quality_check_result` (sql/queries/quality_flag_rows.sql),
    one transaction for all rules. The flags never travel through Python: a million of them
    cost what the rules' SQL costs (issue 7). Messages are rendered when flags are read;
 3. an ephemeral GX context (nothing written to disk) validates the run: on
@@ -272,32 +272,42 @@ def _outcome(table: str, result: Any) -> ExpectationOutcome:
     )
 
 
-def _rule_query(rule: Rule, template: str) -> str:
-    """A sql/queries template with the rule's own query spliced in (str.replace: the
-    rule's SQL may hold braces of its own)."""
-    return read_query(template).replace("{rule_query}", rule.plain_sql())
+def _flag_rows_statement(template: str, rule: Rule, parameters: dict[str, object]) -> Any:
+    """`template` (storing or counting) around quality_flag_rows.sql with the rule's own
+    query spliced in (str.replace: the rule's SQL may hold braces of its own), bound."""
+    flag_rows = read_query("queries/quality_flag_rows.sql").replace(
+        "{rule_query}", rule.plain_sql()
+    )
+    sql = read_query(template).replace("{flag_rows}", flag_rows)
+    return bound(sql, parameters)
 
 
-def store_rule_flags(
-    conn: Connection, rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
-) -> int:
-    """Run one rule and store its flags in the database, set-based; returns how many."""
-    parameters: dict[str, object] = {
+def _flag_row_parameters(
+    rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
+) -> dict[str, object]:
+    return {
         **bind_parameters(as_of),
         "check_run_id": check_run_id,
         "rule_id": rule.id,
         "severity": rule.severity,
         "scope": source or "",
     }
-    sql = _rule_query(rule, "queries/quality_store_flags.sql")
-    return int(conn.execute(bound(sql, parameters)).rowcount or 0)
+
+
+def store_rule_flags(
+    conn: Connection, rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
+) -> int:
+    """Run one rule and store its flags in the database, set-based; returns how many."""
+    parameters = _flag_row_parameters(rule, check_run_id, as_of, source)
+    statement = _flag_rows_statement("queries/quality_store_flags.sql", rule, parameters)
+    return int(conn.execute(statement).rowcount or 0)
 
 
 def count_rule_flags(conn: Connection, rule: Rule, as_of: dt.date, source: str | None) -> int:
     """How many flags the rule would store now (dry runs: nothing is written)."""
-    parameters: dict[str, object] = {**bind_parameters(as_of), "scope": source or ""}
-    sql = _rule_query(rule, "queries/quality_count_flags.sql")
-    return int(conn.execute(bound(sql, parameters)).scalar_one())
+    parameters = _flag_row_parameters(rule, 0, as_of, source)  # no run: the id is unused
+    statement = _flag_rows_statement("queries/quality_count_flags.sql", rule, parameters)
+    return int(conn.execute(statement).scalar_one())
 
 
 def validate_run(
@@ -485,12 +495,11 @@ def _run_checks_locked(
             raise RuntimeError(f"GX counted {rule_counts} flags, the run stored {stored}")
         with engine.begin() as conn:
             current, recruiting = headline(conn, as_of, source)
-            blocked = sum(
-                int(row.blocked or 0)
-                for row in conn.execute(
-                    text(read_query("queries/quality_run_counts.sql")),
+            blocked = int(
+                conn.execute(
+                    text(read_query("queries/quality_blocked_sessions_count.sql")),
                     {"run_id": check_run_id, "headline_rule": HEADLINE_RULE},
-                )
+                ).scalar_one()
             )
             run = CheckRun(
                 id=check_run_id,

@@ -159,27 +159,22 @@ def rows_written(stdout: str) -> int | None:
     return total if found else None
 
 
-@dataclass
-class Generated:
-    sessions: int
-
-
-def generate(file: Path, version: str, size: int, workdir: Path, keep: bool) -> Generated:
-    """The benchmark's offer file. With `keep`, a file generated before (same name, with its
-    `.sessions` sidecar) is reused: the generator is deterministic, and a 1 M file takes
-    minutes to write."""
+def generate(file: Path, version: str, size: int, workdir: Path, keep: bool) -> int:
+    """Write the benchmark's offer file; returns its LHEO session count. With `keep`, a file
+    generated before (same name, with its `.sessions` sidecar) is reused: the generator is
+    deterministic, and a 1 M file takes minutes to write."""
     from transforms.generator import write_offers
 
     sidecar = file.with_suffix(".sessions")
     if keep and file.exists() and sidecar.exists():
         print(f"# reusing {file.name}", flush=True)
-        return Generated(int(sidecar.read_text()))
+        return int(sidecar.read_text())
     formations = max(1, round(size / sessions_per_formation(version, workdir)))
     started = time.perf_counter()
     stats = write_offers(file, formations=formations, seed=2026, lheo_version=version)
     sidecar.write_text(str(stats.sessions))
     print(f"# generated {file.name} in {time.perf_counter() - started:.0f} s", flush=True)
-    return Generated(stats.sessions)
+    return stats.sessions
 
 
 def bench_one(
@@ -191,13 +186,13 @@ def bench_one(
     keep_files: bool = False,
 ) -> list[StepResult]:
     file = workdir / f"offers-{version}-{size}.xml"
-    stats = generate(file, version, size, workdir, keep_files)
+    sessions = generate(file, version, size, workdir, keep_files)
     file_mb = file.stat().st_size / 1e6
-    print(f"# {version} {size}: {stats.sessions} sessions, {file_mb:.0f} MB", flush=True)
+    print(f"# {version} {size}: {sessions} sessions, {file_mb:.0f} MB", flush=True)
     results: list[StepResult] = []
 
     def record(step: str, seconds: float, peak: float, rows: int | None, detail: str = "") -> None:
-        result = StepResult(step, size, version, seconds, peak, file_mb, stats.sessions, rows)
+        result = StepResult(step, size, version, seconds, peak, file_mb, sessions, rows)
         result.detail = detail
         results.append(result)
         print(

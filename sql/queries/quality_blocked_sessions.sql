@@ -3,6 +3,7 @@
 -- (raison sociale, SIRET, N° DA), dates, places. Organisations only: no person's name,
 -- e-mail or phone is selected (personal data never reaches reports, docs/report.md).
 SELECT
+    c.rule_id,
     c.kairos_session_id,
     c.source,
     c.carif_formation_numero,
