@@ -26,8 +26,11 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -251,9 +254,7 @@ def _outcome(table: str, result: Any) -> ExpectationOutcome:
     column = str(kwargs.get("column") or f"{kwargs.get('column_A')}/{kwargs.get('column_B')}")
     data = dict(result.result or {})
     error = None
-    if result.exception_info and any(
-        isinstance(v, dict) and v.get("raised_exception") for v in result.exception_info.values()
-    ):
+    if _errored(result):
         error = "; ".join(
             str(v.get("exception_message"))[:300]
             for v in result.exception_info.values()
@@ -310,6 +311,112 @@ def count_rule_flags(conn: Connection, rule: Rule, as_of: dt.date, source: str |
     return int(conn.execute(statement).scalar_one())
 
 
+# Counts without examples: GX asks for up to `partial_unexpected_count` unexpected values
+# per expectation, and a query that looks for examples which do not exist reads the whole
+# table (a million rows) to find none. With 0 it answers at once (LIMIT 0); the counts come
+# from one aggregate query per table that GX bundles. Examples are fetched afterwards, for
+# the expectations that failed only.
+COUNTS_ONLY: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+WITH_EXAMPLES: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+
+
+def _new_gx_context(gx: Any) -> Any:
+    context = gx.get_context(mode="ephemeral")
+    try:
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    except Exception:  # cosmetic only: never fail a run over progress bars
+        log.debug("could not disable GX progress bars", exc_info=True)
+    return context
+
+
+def _validate_table(
+    gx: Any, batch: Any, table: str, expectations: Sequence[Any], result_format: Any
+) -> list[Any]:
+    """One GX validation of `expectations` over the whole table; the results, in order."""
+    suite = gx.ExpectationSuite(name=f"kairos_{table}")
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    return list(batch.validate(suite, result_format=result_format).results)
+
+
+def _connection_count(engine: Engine, connections: int | None) -> int:
+    """Rules run on this many connections at once: PostgreSQL runs an `INSERT … SELECT` on
+    one core, and the rules are independent, so one connection per core (at most 4;
+    KAIROS_CHECK_CONNECTIONS overrides). SQLite has one writer: always 1."""
+    if engine.dialect.name != "postgresql":
+        return 1
+    if connections is None:
+        configured = os.environ.get("KAIROS_CHECK_CONNECTIONS")
+        connections = int(configured) if configured else min(os.cpu_count() or 1, 4)
+    return max(1, connections)
+
+
+def _longest_first(engine: Engine, rules: Sequence[Rule], source: str | None) -> list[Rule]:
+    """The rules ordered by the seconds each took in the scope's last succeeded run,
+    longest first (file order for the others): with several connections, the long rules
+    start first and the short ones fill the gaps."""
+    with engine.connect() as conn:
+        summary = conn.execute(
+            text(read_query("queries/quality_last_rule_seconds.sql")), {"scope": source or ""}
+        ).scalar_one_or_none()
+    try:
+        seconds = json.loads(summary or "{}").get("rule_seconds") or {}
+    except (ValueError, AttributeError):
+        seconds = {}
+    order = {rule.id: index for index, rule in enumerate(rules)}
+    return sorted(rules, key=lambda r: (-float(seconds.get(r.id, 0.0)), order[r.id]))
+
+
+def store_flags(
+    engine: Engine,
+    rules: Sequence[Rule],
+    check_run_id: int,
+    as_of: dt.date,
+    source: str | None,
+    *,
+    connections: int | None = None,
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Run every rule and store its flags; returns (flags per rule, seconds per rule).
+
+    Each connection takes the next rule from a shared queue and stores it in its own
+    transaction, committed when the queue is empty. A failure stops the others before their
+    next rule and is raised; the caller then deletes the run's flags (readers use succeeded
+    runs only, so flags committed by one connection before the run ends are never read)."""
+    count = min(_connection_count(engine, connections), len(rules)) or 1
+    pending = queue.SimpleQueue[Rule]()
+    for rule in _longest_first(engine, rules, source) if count > 1 else rules:
+        pending.put(rule)
+    stored: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    failed = threading.Event()
+
+    def work() -> None:
+        try:
+            with engine.begin() as conn:
+                while not failed.is_set():
+                    try:
+                        rule = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    started = time.perf_counter()
+                    stored[rule.id] = store_rule_flags(conn, rule, check_run_id, as_of, source)
+                    seconds[rule.id] = round(time.perf_counter() - started, 3)
+        except BaseException:
+            failed.set()
+            raise
+
+    if count == 1:
+        work()
+    else:
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="check-rules") as pool:
+            futures = [pool.submit(work) for _ in range(count)]
+            for future in futures:
+                future.result()  # the first failure is raised here
+    return {r.id: stored[r.id] for r in rules}, {r.id: seconds[r.id] for r in rules}
+
+
 def validate_run(
     url: str, check_run_id: int, rules: Sequence[Rule]
 ) -> tuple[dict[str, int], list[ExpectationOutcome]]:
@@ -318,50 +425,60 @@ def validate_run(
     from quality_checks import gx_rules
 
     gx = _gx()
-    context = gx.get_context(mode="ephemeral")
-    try:
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    except Exception:  # cosmetic only: never fail a run over progress bars
-        log.debug("could not disable GX progress bars", exc_info=True)
+    context = _new_gx_context(gx)
     datasource = context.data_sources.add_sql(name="kairos", connection_string=url)
     rule_query = read_query("queries/quality_rule_flags.sql")
-    suites: dict[str, list[Any]] = {
-        "quality_check_result": [
-            gx_rules.ExpectNoKairosRuleRows(
-                unexpected_rows_query=rule_query,
-                query_parameters=gx_rules.encode_parameters(
-                    {"check_run_id": check_run_id, "rule_id": rule.id}
-                ),
-                rule_id=rule.id,
-                description=rule.title,
-            )
-            for rule in rules
-        ],
-        **_column_expectations(gx),
+    rule_expectations = [
+        gx_rules.ExpectNoKairosRuleRows(
+            unexpected_rows_query=rule_query,
+            query_parameters=gx_rules.encode_parameters(
+                {"check_run_id": check_run_id, "rule_id": rule.id}
+            ),
+            rule_id=rule.id,
+            description=rule.title,
+        )
+        for rule in rules
+    ]
+    batches = {
+        table: datasource.add_table_asset(name=table, table_name=table)
+        .add_batch_definition_whole_table(f"{table}_all")
+        .get_batch()
+        for table in ("quality_check_result", *_column_expectations(gx))
     }
     counts: dict[str, int] = {}
-    outcomes: list[ExpectationOutcome] = []
-    for table, expectations in suites.items():
-        asset = datasource.add_table_asset(name=table, table_name=table)
-        batch = asset.add_batch_definition_whole_table(f"{table}_all").get_batch()
-        suite = gx.ExpectationSuite(name=f"kairos_{table}")
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        # SUMMARY keeps GX from fetching every unexpected value of the column expectations.
-        validation = batch.validate(suite, result_format="SUMMARY")
-        for result in validation.results:
-            rule_id = result.expectation_config.kwargs.get("rule_id")
-            if rule_id:
-                _raise_on_exception(rule_id, result)
-                counts[str(rule_id)] = int((result.result or {}).get("observed_value") or 0)
-            else:
-                outcomes.append(_outcome(table, result))
+    for result in _validate_table(
+        gx, batches["quality_check_result"], "quality_check_result", rule_expectations, "SUMMARY"
+    ):
+        rule_id = str(result.expectation_config.kwargs.get("rule_id"))
+        _raise_on_exception(rule_id, result)
+        counts[rule_id] = int((result.result or {}).get("observed_value") or 0)
     missing = {r.id for r in rules} - set(counts)
     if missing:
         raise RuntimeError(f"GX returned no result for rules {sorted(missing)}")
+    outcomes: list[ExpectationOutcome] = []
+    for table, expectations in _column_expectations(gx).items():
+        results = _validate_table(gx, batches[table], table, expectations, COUNTS_ONLY)
+        failed = [i for i, r in enumerate(results) if not r.success and not _errored(r)]
+        if failed:
+            # Second pass, failures only (fresh expectation objects): a few unexpected values.
+            fresh = _column_expectations(gx)[table]
+            again = _validate_table(
+                gx, batches[table], table, [fresh[i] for i in failed], WITH_EXAMPLES
+            )
+            for index, result in zip(failed, again, strict=True):
+                results[index] = result
+        outcomes.extend(_outcome(table, result) for result in results)
     return counts, outcomes
+
+
+def _errored(result: Any) -> bool:
+    return bool(
+        result.exception_info
+        and any(
+            isinstance(v, dict) and v.get("raised_exception")
+            for v in result.exception_info.values()
+        )
+    )
 
 
 def iter_flags(url: str, check_run_id: int, chunk: int = 5_000) -> Iterator[Flag]:
@@ -425,6 +542,7 @@ def run_checks(
     source: str | None = None,
     rules: Sequence[Rule] | None = None,
     lock_timeout: float = 600.0,
+    connections: int | None = None,
 ) -> CheckRun:
     """Evaluate every rule as of `as_of`, store the flags; returns the run.
 
@@ -435,11 +553,18 @@ def run_checks(
     engine: Engine = get_engine(url)
     migrate(engine)
     with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout):
-        return _run_checks_locked(engine, as_of, source=source, rules=rules)
+        return _run_checks_locked(
+            engine, as_of, source=source, rules=rules, connections=connections
+        )
 
 
 def _run_checks_locked(
-    engine: Engine, as_of: dt.date, *, source: str | None, rules: Sequence[Rule] | None
+    engine: Engine,
+    as_of: dt.date,
+    *,
+    source: str | None,
+    rules: Sequence[Rule] | None,
+    connections: int | None = None,
 ) -> CheckRun:
     started = time.perf_counter()
     gx_url = engine.url.render_as_string(hide_password=False)
@@ -481,16 +606,17 @@ def _run_checks_locked(
         )
     try:
         rule_list = list(rules) if rules is not None else list(load_rules())
-        stored: dict[str, int] = {}
-        rule_seconds: dict[str, float] = {}
-        # One INSERT … SELECT per rule, in one transaction: the run's flags appear whole.
-        with engine.begin() as conn:
-            for rule in rule_list:
-                rule_started = time.perf_counter()
-                stored[rule.id] = store_rule_flags(conn, rule, check_run_id, as_of, source)
-                rule_seconds[rule.id] = round(time.perf_counter() - rule_started, 3)
+        # Where the run's time went, kept in summary_json (a slow run explained afterwards).
+        stage_seconds: dict[str, float] = {}
+        stage_started = time.perf_counter()
+        stored, rule_seconds = store_flags(
+            engine, rule_list, check_run_id, as_of, source, connections=connections
+        )
+        stage_seconds["store_flags"] = round(time.perf_counter() - stage_started, 3)
+        stage_started = time.perf_counter()
         # Committed, so GX (its own connection) validates exactly what was stored.
         rule_counts, outcomes = validate_run(gx_url, check_run_id, rule_list)
+        stage_seconds["gx_validation"] = round(time.perf_counter() - stage_started, 3)
         if rule_counts != stored:
             raise RuntimeError(f"GX counted {rule_counts} flags, the run stored {stored}")
         with engine.begin() as conn:
@@ -514,7 +640,12 @@ def _run_checks_locked(
                 rule_counts=rule_counts,
                 url=gx_url,
             )
-            summary = {**run.summary(), "rule_seconds": rule_seconds}
+            summary = {
+                **run.summary(),
+                "rule_seconds": rule_seconds,
+                "stage_seconds": stage_seconds,
+                "connections": _connection_count(engine, connections),
+            }
             conn.execute(
                 text(
                     "UPDATE quality_check_run SET status = 'succeeded', finished_at = :now, "

@@ -631,3 +631,111 @@ def test_a_failed_check_run_leaves_no_flags(
     assert ledger.status == "failed" and "validation service down" in ledger.error
     monkeypatch.undo()
     assert run_checks(data.url, AS_OF).flags_total > 0  # the next run succeeds
+
+
+def _stored_flags(data: QualityData, run_id: int) -> list[tuple[object, ...]]:
+    with data.engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT rule_id, flag_key, detail_count, detail_date, kairos_session_id "
+                    "FROM quality_check_result WHERE check_run_id = :id ORDER BY flag_key"
+                ),
+                {"id": run_id},
+            )
+        ]
+
+
+def _many_cases(data: QualityData) -> None:
+    """Sessions that several rules flag: blocked, bad SIRET, missing fields, bad dates."""
+    s = data.session
+    s(carif_session_numero="blocked")
+    s(carif_session_numero="bad_siret", dispensateur_siret="123", dispensateur_siret_valid=False)
+    s(carif_session_numero="no_content", contenu=" ", main_formacode=None)
+    reversed_ = s(carif_session_numero="reversed", debut=days(20), fin=days(10))
+    data.slot(reversed_, "ico", starts_on=days(30))
+    data.slot(s(carif_session_numero="open"), "ico", starts_on=days(2))
+
+
+@pytest.mark.postgres
+def test_rules_on_several_connections_store_what_one_connection_stores(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL runs the rules on several connections at once (issue 7); the flags, counts
+    and headline figures must be exactly those of a run on one connection."""
+    data = QualityData(postgres_url)
+    try:
+        _many_cases(data)
+        one = run_checks(postgres_url, AS_OF, connections=1)
+        three = run_checks(postgres_url, AS_OF, connections=3)
+        assert len({r for r, *_ in _stored_flags(data, one.id)}) >= 4  # several rules flag
+        assert _stored_flags(data, three.id) == _stored_flags(data, one.id)
+        assert three.rule_counts == one.rule_counts
+        assert (three.sessions_current, three.sessions_recruiting, three.sessions_blocked) == (
+            one.sessions_current,
+            one.sessions_recruiting,
+            one.sessions_blocked,
+        )
+        with data.engine.connect() as conn:
+            summaries = [
+                json.loads(text)
+                for text in conn.execute(
+                    sa.text("SELECT summary_json FROM quality_check_run ORDER BY id")
+                ).scalars()
+            ]
+        assert [s["connections"] for s in summaries] == [1, 3]
+        assert set(summaries[1]["rule_seconds"]) == {r.id for r in load_rules()}
+        assert set(summaries[1]["stage_seconds"]) == {"store_flags", "gx_validation"}
+    finally:
+        data.dispose()
+
+
+@pytest.mark.postgres
+def test_a_rule_failing_on_one_connection_fails_the_whole_run(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule breaks while others are being stored on other connections: the run fails
+    with that rule's error, and no flag of the run is left (some had been committed)."""
+    from quality_checks import runner
+
+    data = QualityData(postgres_url)
+    try:
+        _many_cases(data)
+        original = runner.store_rule_flags
+
+        def store(conn: sa.Connection, rule: object, *args: object) -> int:
+            if getattr(rule, "id", "") == "missing_kairos_field":
+                raise RuntimeError("disk full while storing missing_kairos_field")
+            return original(conn, rule, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(runner, "store_rule_flags", store)
+        with pytest.raises(RuntimeError, match="disk full while storing"):
+            run_checks(postgres_url, AS_OF, connections=2)
+        with data.engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT COUNT(*) FROM quality_check_result")).scalar_one()
+            status = conn.execute(sa.text("SELECT status FROM quality_check_run")).scalar_one()
+        assert left == 0 and status == "failed"
+    finally:
+        data.dispose()
+
+
+def test_rules_start_longest_first_by_the_last_run(data: QualityData) -> None:
+    """With several connections the rules that took longest in the scope's last succeeded
+    run start first (the short ones fill the gaps); with no earlier run, file order."""
+    from quality_checks.runner import _longest_first
+
+    rules = load_rules()
+    assert _longest_first(data.engine, rules, None) == list(rules)
+    run = run_checks(data.url, AS_OF)
+    timings = {rule.id: 0.0 for rule in rules}
+    timings.update({rules[5].id: 9.0, rules[2].id: 4.0})
+    with data.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE quality_check_run SET summary_json = :s WHERE id = :id"),
+            {"s": json.dumps({"rule_seconds": timings}), "id": run.id},
+        )
+    order = _longest_first(data.engine, rules, None)
+    assert order[:2] == [rules[5], rules[2]]
+    assert order[2:] == [r for r in rules if r not in (rules[5], rules[2])]
+    assert _longest_first(data.engine, rules, "another-source") == list(rules)
