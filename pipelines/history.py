@@ -10,7 +10,10 @@ The convention (docs/data-model.md, "History"), for `kairos_session` and `recrui
    `closed_at = now, closed_run_id = run`. Unchanged rows (same `content_hash`) are left alone.
 3. Still in that transaction, `record_versions(conn, "recruitment_slot", run_id=…, at=…)` ends
    the current version of every marked row and opens a new one (insert/update/close/reopen)
-   holding the content hash and a JSON snapshot of the row.
+   holding the content hash. The current version's content is the row itself (its
+   `snapshot` is NULL); a trigger (migration 0007) copies the row into its current version
+   just before an UPDATE changes it, so every ended version keeps a JSON snapshot and a
+   first load writes each row once.
 4. `finish_run(conn, run_id, status=…, counts=…)` in the same transaction on success;
    `fail_run(engine, run_id, error)` in a new transaction after a rollback.
 
@@ -258,14 +261,15 @@ def _snapshot_columns(columns: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def snapshot_expression(dialect: str, columns: Sequence[str], alias: str = "t") -> str:
-    """SQL building a JSON object text of `columns` of `alias`, per dialect."""
-    chunks = [columns[i : i + _PAIRS_PER_CHUNK] for i in range(0, len(columns), _PAIRS_PER_CHUNK)]
+    """SQL building the JSON object text of a row `alias` of a versioned table (`columns`:
+    the table's columns), per dialect. PostgreSQL: the row as jsonb minus the bookkeeping
+    columns (canonical key order, so the text is the same whoever builds it: the snapshot
+    trigger or a reader); SQLite: json_object over the columns, in table order."""
     if dialect == "postgresql":
-        parts = [
-            "jsonb_build_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in chunk) + ")"
-            for chunk in chunks
-        ]
-        return "(" + " || ".join(parts) + ")::text"
+        excluded = ", ".join(f"'{c}'" for c in sorted(_NOT_IN_SNAPSHOT))
+        return f"(to_jsonb({alias}) - ARRAY[{excluded}]::text[])::text"
+    kept = _snapshot_columns(tuple(columns))
+    chunks = [kept[i : i + _PAIRS_PER_CHUNK] for i in range(0, len(kept), _PAIRS_PER_CHUNK)]
     parts = [
         "json_object(" + ", ".join(f"'{c}', {alias}.{c}" for c in chunk) + ")" for chunk in chunks
     ]
@@ -275,23 +279,70 @@ def snapshot_expression(dialect: str, columns: Sequence[str], alias: str = "t") 
     return expression
 
 
+def _table_columns(conn: Connection, table: str) -> tuple[str, ...]:
+    return tuple(column["name"] for column in inspect(conn).get_columns(table))
+
+
+def snapshot_trigger_name(table: VersionedTable) -> str:
+    return f"trg_{table}_keep_version_snapshot"
+
+
+def install_snapshot_triggers(conn: Connection) -> None:
+    """(Re)create the triggers that keep an ending version's content (migration 0007): the
+    current version's snapshot is NULL and the row is its content, so before an UPDATE
+    changes a row, the trigger copies the old row into its current version. SQLite's trigger
+    lists the columns: call this again from any migration that changes a versioned table."""
+    dialect = conn.dialect.name
+    for table, (version_table, fk) in _VERSIONING.items():
+        trigger = snapshot_trigger_name(table)  # type: ignore[arg-type]
+        if dialect == "postgresql":
+            alias = "t"
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+        else:
+            alias = "OLD"
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+        script = read_sql(f"history/snapshot_trigger_{dialect}.sql").format(
+            table=table,
+            version_table=version_table,
+            fk=fk,
+            trigger=trigger,
+            function=f"{trigger}_fn",
+            snapshot=snapshot_expression(dialect, _table_columns(conn, table), alias),
+        )
+        if dialect == "postgresql":
+            # The function body holds semicolons: split on the statement that follows it.
+            function, _, create = script.partition("$$;")
+            conn.exec_driver_sql(function + "$$")
+            conn.exec_driver_sql(create)
+        else:
+            conn.exec_driver_sql(script)
+
+
 def record_versions(conn: Connection, table: VersionedTable, *, run_id: int, at: datetime) -> int:
     """Close the current version and open a new one for every row of `table` that run
     `run_id` wrote (convention above). Returns the number of versions opened."""
     version_table, fk = _VERSIONING[table]
-    names = tuple(column["name"] for column in inspect(conn).get_columns(table))
-    snapshot = snapshot_expression(conn.dialect.name, _snapshot_columns(names))
-    fmt = {"table": table, "version_table": version_table, "fk": fk, "snapshot": snapshot}
+    fmt = {"table": table, "version_table": version_table, "fk": fk}
     params = {"run_id": run_id, "at": db_timestamp(conn, at)}
     conn.execute(text(read_sql("history/end_versions.sql").format(**fmt)), params)
     result = conn.execute(text(read_sql("history/insert_versions.sql").format(**fmt)), params)
     return int(result.rowcount or 0)
 
 
+def _history_query(conn: Connection, path: str, table: VersionedTable, alias: str) -> str:
+    """A history query with `{snapshot}` = the live row `alias` as JSON (the content of a
+    current version, whose own snapshot column is NULL)."""
+    expression = snapshot_expression(conn.dialect.name, _table_columns(conn, table), alias)
+    return read_sql(path).format(snapshot=expression)
+
+
 def changes_in_last_run(conn: Connection, source: str) -> list[dict[str, Any]]:
     """The session versions opened by the source's latest successful run."""
     rows = conn.execute(
-        text(read_sql("queries/sessions_changed_in_last_run.sql")), {"source": source}
+        text(
+            _history_query(conn, "queries/sessions_changed_in_last_run.sql", "kairos_session", "k")
+        ),
+        {"source": source},
     )
     return [dict(row._mapping) for row in rows]
 
@@ -299,7 +350,17 @@ def changes_in_last_run(conn: Connection, source: str) -> list[dict[str, Any]]:
 def sessions_as_of(conn: Connection, source: str, as_of: datetime) -> list[dict[str, Any]]:
     """The session versions valid at `as_of` (closed sessions excluded)."""
     rows = conn.execute(
-        text(read_sql("queries/sessions_as_of.sql")),
+        text(_history_query(conn, "queries/sessions_as_of.sql", "kairos_session", "k")),
+        {"source": source, "as_of": db_timestamp(conn, as_of)},
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def slots_as_of(conn: Connection, source: str, as_of: datetime) -> list[dict[str, Any]]:
+    """The recruitment-slot versions (both origins) of the source's sessions valid at
+    `as_of` (closed slots excluded)."""
+    rows = conn.execute(
+        text(_history_query(conn, "queries/slots_as_of.sql", "recruitment_slot", "r")),
         {"source": source, "as_of": db_timestamp(conn, as_of)},
     )
     return [dict(row._mapping) for row in rows]

@@ -472,6 +472,23 @@ def check_close_share(
     return open_sessions, vanishing
 
 
+LOAD_WORK_MEM = "256MB"
+
+
+def _bulk_settings(conn: Connection) -> None:
+    """PostgreSQL memory for this transaction's sorts, hashes and index builds. The server
+    default (4 MB) makes every million-row sort, window and hash join of the set-based steps
+    spill to temporary files; the load is one session, so a larger budget for it alone is
+    safe (KAIROS_LOAD_WORK_MEM; SET LOCAL, so it ends with the transaction)."""
+    if conn.dialect.name != "postgresql":
+        return
+    budget = os.environ.get("KAIROS_LOAD_WORK_MEM", LOAD_WORK_MEM)
+    for setting in ("work_mem", "maintenance_work_mem"):
+        conn.execute(
+            text("SELECT set_config(:name, :value, true)"), {"name": setting, "value": budget}
+        )
+
+
 @contextmanager
 def _hash_joins_only(conn: Connection) -> Iterator[None]:
     """PostgreSQL: no nested loops for one statement. The closings anti-join every open row
@@ -809,6 +826,7 @@ def _load_in_transaction(
     source = config.name
     stamp = db_timestamp(conn, now)
     started = time.perf_counter()
+    _bulk_settings(conn)
     basis = digest_basis(config)
     stored_basis = conn.execute(
         text("SELECT basis FROM formation_digest_basis WHERE source = :source"),

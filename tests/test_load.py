@@ -451,3 +451,32 @@ def test_kairos_origin_slots_are_never_touched(db: str, tmp_path: Path) -> None:
     assert query(
         db, "SELECT closed_at, last_seen_run_id FROM recruitment_slot WHERE origin = 'kairos'"
     ) == [(None, first.run_id)]
+
+
+@pytest.mark.postgres
+def test_the_load_transaction_has_its_own_memory_budget(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-based steps run with KAIROS_LOAD_WORK_MEM for sorts and hashes (the server's
+    4 MB default spills million-row sorts to disk), set for the load's transaction only."""
+    engine = get_engine(postgres_url)
+    migrate(engine)
+    seen: dict[str, str] = {}
+    original = load_module.apply_staged
+
+    def spy(conn: Any, *args: Any, **kwargs: Any) -> None:
+        for name in ("work_mem", "maintenance_work_mem"):
+            seen[name] = conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+        original(conn, *args, **kwargs)
+
+    monkeypatch.setattr(load_module, "apply_staged", spy)
+    monkeypatch.setenv("KAIROS_LOAD_WORK_MEM", "48MB")
+    with engine.connect() as conn:
+        default = conn.exec_driver_sql("SHOW work_mem").scalar_one()
+    assert default != "48MB"
+    entry = load_snapshot(generated(tmp_path), source="occ", config=CONFIG, db_url=postgres_url)
+    assert entry.status == "succeeded"
+    assert seen == {"work_mem": "48MB", "maintenance_work_mem": "48MB"}
+    with engine.connect() as conn:  # SET LOCAL: gone with the transaction
+        assert conn.exec_driver_sql("SHOW work_mem").scalar_one() == default
+    engine.dispose()

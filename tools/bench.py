@@ -4,7 +4,9 @@ For each size (sessions) and LHEO version it generates one offer file with the p
 generator, then runs, on that same file and in the same run:
 
 1. `xmllint --noout --stream --schema` with the project's schema (the C floor);
-2. the project's full load into PostgreSQL (fresh database);
+2. the project's full load into PostgreSQL (fresh database), then the database's floor:
+   the rows that load wrote, COPYed into another fresh database (what PostgreSQL alone
+   costs, whatever the loader does);
 3. the same into SQLite (fresh file);
 4. a second load of the same snapshot into PostgreSQL (nothing changed);
 5. a load of a snapshot where ~1 % of the sessions changed (PostgreSQL);
@@ -217,6 +219,9 @@ def bench_one(
             run_measured([str(BIN / "kairos-sync"), "migrate", "--db", db])
         seconds, peak, out = run_measured(load_command(file, pg, version))
         record("full load PostgreSQL", seconds, peak, rows_written(out))
+        if "floor" not in skip:
+            seconds, rows = database_floor(pg, pg_admin, workdir)
+            record("PG floor: COPY rows", seconds, 0.0, rows, "the load's rows, COPY only")
         if "sqlite" not in skip:
             seconds, peak, out = run_measured(load_command(file, sqlite, version))
             record("full load SQLite", seconds, peak, rows_written(out))
@@ -244,6 +249,68 @@ def bench_one(
     for result in results:
         result.xmllint_ratio = result.seconds / xmllint_seconds
     return results
+
+
+# What a full load leaves in the database, in foreign-key order.
+FLOOR_TABLES = (
+    "run_ledger",
+    "organisation",
+    "formation",
+    "action",
+    "kairos_session",
+    "recruitment_slot",
+    "kairos_session_version",
+    "recruitment_slot_version",
+    "formation_digest",
+    "formation_digest_basis",
+)
+
+
+def database_floor(url: str, pg_admin: str, workdir: Path) -> tuple[float, int]:
+    """The database's own share of a full load, as a floor: COPY every row the load wrote
+    (read back from `url` in binary COPY format) into a fresh migrated database with the
+    same indexes, constraints and triggers, in one transaction, on one backend — the work
+    PostgreSQL must do whatever the loader does before it. Returns (seconds, rows)."""
+    import psycopg2
+
+    floor = fresh_postgres(pg_admin)
+    dumps: list[tuple[str, Path]] = []
+    try:
+        run_measured([str(BIN / "kairos-sync"), "migrate", "--db", floor])
+        source = psycopg2.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            with source.cursor() as cursor:
+                for table in FLOOR_TABLES:
+                    dump = workdir / f"floor-{table}.copy"
+                    with dump.open("wb") as out:
+                        cursor.copy_expert(f"COPY {table} TO STDOUT (FORMAT binary)", out)
+                    dumps.append((table, dump))
+                cursor.execute(
+                    "SELECT " + " + ".join(f"(SELECT COUNT(*) FROM {t})" for t in FLOOR_TABLES)
+                )
+                rows = int(cursor.fetchone()[0])
+        finally:
+            source.close()
+        target = psycopg2.connect(
+            make_url(floor).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            started = time.perf_counter()
+            with target.cursor() as cursor:
+                for table, dump in dumps:
+                    with dump.open("rb") as data:
+                        cursor.copy_expert(f"COPY {table} FROM STDIN (FORMAT binary)", data)
+            target.commit()
+            seconds = time.perf_counter() - started
+        finally:
+            target.close()
+    finally:
+        for _, dump in dumps:
+            dump.unlink(missing_ok=True)
+        drop_postgres(pg_admin, floor)
+    return seconds, rows
 
 
 def rule_profile(url: str, target: Path) -> None:
@@ -335,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="steps to leave out when time is short, comma-separated: sqlite, changed",
+        help="steps to leave out when time is short, comma-separated: sqlite, changed, floor",
     )
     parser.add_argument(
         "--keep-files",

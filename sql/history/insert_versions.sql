@@ -1,4 +1,7 @@
--- ...and this opens the new one, with the row's hash and a JSON snapshot of its columns.
+-- ...and this opens the new one, with the row's hash. Its snapshot stays NULL while it is
+-- the current version: the row itself holds that content, and the trigger of migration 0007
+-- (sql/history/snapshot_trigger_*.sql) copies it into the version before a later write
+-- changes the row. A first load writes each row once, not twice.
 -- `previous` = the versions end_versions.sql just closed (valid_to_run_id = this run), i.e.
 -- the latest version of every row written again; materialised once, because a lookup
 -- correlated with the version table that this very statement fills would rescan its new
@@ -18,7 +21,7 @@ SELECT t.id,
            WHEN p.change_kind = 'close' THEN 'reopen'
            ELSE 'update'
        END,
-       :run_id, :at, t.content_hash, {snapshot}
+       :run_id, :at, t.content_hash, NULL
 FROM {table} AS t
 LEFT JOIN previous AS p ON p.entity_id = t.id
 WHERE t.last_seen_run_id = :run_id OR t.closed_run_id = :run_id;

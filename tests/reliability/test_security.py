@@ -167,6 +167,7 @@ ALLOWED_INTERPOLATIONS = {
     "temp",  # pg_temp / temp
     "table",  # staging / target table names from load.py constants
     "marks",  # "?, ?, …"
+    "trigger",  # history.snapshot_trigger_name: trg_<versioned table constant>_…
     "', '.join(columns)",
     "', '.join(self.columns[table])",
 }
@@ -175,6 +176,7 @@ ALLOWED_FORMAT_KEYS = {
     "organisation_columns", "formation_columns", "action_columns", "session_columns",
     "slot_columns", "version_table", "fk", "snapshot", "batch",
     "kept",  # load.py _Entity.kept: the "skipped as unchanged" subquery, a code constant
+    "trigger", "function",  # history.install_snapshot_triggers: names from table constants
 }  # fmt: skip
 
 

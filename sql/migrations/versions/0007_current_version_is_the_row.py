@@ -1,0 +1,64 @@
+"""History: the current version's content is the row itself; triggers keep ended versions.
+
+Until now every version row carried a JSON snapshot of its row, the current one included: a
+first load of the national offer wrote each of its 3.4 M rows twice (the row, then the same
+content as JSON, 2.3 KB per session), and the version tables outgrew the data (3.7 GB against
+2.7 GB at 1 M sessions, issue 7). Now:
+
+* a new version has `snapshot` NULL while it is current: the row holds its content;
+* before any UPDATE changes a row of `kairos_session` or `recruitment_slot`, a trigger
+  (sql/history/snapshot_trigger_*.sql) copies the old row, as JSON, into the row's current
+  version, so every ended version keeps its snapshot, whoever the writer;
+* readers (sql/queries/sessions_as_of.sql, slots_as_of.sql, sessions_changed_in_last_run.sql)
+  take the live row for a current version without a snapshot.
+
+Existing version rows keep their snapshots. Downgrade writes the current versions' snapshots
+from the rows, then drops the triggers.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from pipelines.history import install_snapshot_triggers, snapshot_expression, snapshot_trigger_name
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+VERSIONED = {
+    "kairos_session": ("kairos_session_version", "kairos_session_id"),
+    "recruitment_slot": ("recruitment_slot_version", "recruitment_slot_id"),
+}
+
+
+def upgrade() -> None:
+    for version_table in ("kairos_session_version", "recruitment_slot_version"):
+        with op.batch_alter_table(version_table) as batch:
+            batch.alter_column("snapshot", existing_type=sa.Text(), nullable=True)
+    install_snapshot_triggers(op.get_bind())
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    dialect = conn.dialect.name
+    for table, (version_table, fk) in VERSIONED.items():
+        trigger = snapshot_trigger_name(table)  # type: ignore[arg-type]
+        if dialect == "postgresql":
+            op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {trigger}_fn()")
+        else:
+            op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        columns = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+        snapshot = snapshot_expression(dialect, columns, "t")
+        op.execute(
+            f"UPDATE {version_table} SET snapshot = (SELECT {snapshot} FROM {table} AS t "
+            f"WHERE t.id = {version_table}.{fk}) WHERE snapshot IS NULL"
+        )
+        with op.batch_alter_table(version_table) as batch:
+            batch.alter_column("snapshot", existing_type=sa.Text(), nullable=False)
