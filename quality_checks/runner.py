@@ -6,14 +6,16 @@ One call of `run_checks` = one check run:
    once so a failed run stays visible;
 2. each rule of rules.yaml runs once, inside the database: `INSERT … SELECT` of its query
    (sql/checks/<rule>.sql) into `quality_check_result` (sql/queries/quality_flag_rows.sql),
-   one transaction for all rules. The flags never travel through Python: a million of them
-   cost what the rules' SQL costs (issue 7). Messages are rendered when flags are read;
+   on one connection per core on PostgreSQL (`store_flags`; SQLite: one transaction). The
+   flags never travel through Python: a million of them cost what the rules' SQL costs
+   (issue 7). Messages are rendered when flags are read;
 3. an ephemeral GX context (nothing written to disk) validates the run: on
    `quality_check_result`, one `ExpectNoKairosRuleRows` per rule (the flags the rule left in
    this run; success = none; see gx_rules.py), and column expectations (SIRET format,
    dictionary codes, dates) on `kairos_session`, `recruitment_slot`, `kairos_adherent` and
-   `enrolment`. GX's counts must equal what was stored;
-4. headline figures, per-rule counts and per-rule seconds go on the run row. A failed run
+   `enrolment`, counted without examples first (examples for failures only). GX's counts
+   must equal what was stored;
+4. headline figures, per-rule counts, per-rule and per-stage seconds go on the run row. A failed run
    deletes its flags and says so in the ledger.
 
 Scope: every source, or one (`source=`): the rules always read the whole database, the

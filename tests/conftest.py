@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from pipelines.db import get_engine, migrate
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 LOCAL_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -76,6 +78,15 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using it runs once on SQLite and once on PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def db(db_url: str) -> str:
+    """`db_url` with the schema migrated to head (each dialect, a fresh database)."""
+    engine = get_engine(db_url)
+    migrate(engine)
+    engine.dispose()
+    return db_url
 
 
 @pytest.fixture(scope="session")

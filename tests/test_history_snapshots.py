@@ -36,14 +36,6 @@ VERSIONED = {
 }
 
 
-@pytest.fixture
-def db(db_url: str) -> str:
-    engine = get_engine(db_url)
-    migrate(engine)
-    engine.dispose()
-    return db_url
-
-
 def live_snapshots(url: str, table: str) -> dict[int, str]:
     """id → the row's content as the snapshot JSON, built in SQL (what eager history stored)."""
     engine = get_engine(url)

@@ -43,14 +43,6 @@ CONFIG = SourcesConfig(
 )
 
 
-@pytest.fixture
-def db(db_url: str) -> str:
-    engine = get_engine(db_url)
-    migrate(engine)
-    engine.dispose()
-    return db_url
-
-
 def generated(tmp_path: Path, version: str = "2.3", formations: int = 40, **kw: Any) -> Path:
     path = tmp_path / f"offers-{version}-{formations}.xml"
     write_offers(path, formations=formations, seed=7, lheo_version=version, **kw)

@@ -199,7 +199,8 @@ def bench_one(
         results.append(result)
         print(
             f"  {step:<22} {seconds:8.1f} s  {result.mb_per_s:6.1f} MB/s  "
-            f"{result.sessions_per_s:9.0f} sess/s  peak {peak:6.0f} MB  rows {rows}",
+            f"{result.sessions_per_s:9.0f} sess/s  peak {peak:6.0f} MB  rows {rows}"
+            + (f"  ({detail})" if detail else ""),
             flush=True,
         )
 
@@ -218,20 +219,23 @@ def bench_one(
         for db in (pg, sqlite):
             run_measured([str(BIN / "kairos-sync"), "migrate", "--db", db])
         seconds, peak, out = run_measured(load_command(file, pg, version))
-        record("full load PostgreSQL", seconds, peak, rows_written(out))
+        record("full load PostgreSQL", seconds, peak, rows_written(out), load_split(pg))
         if "floor" not in skip:
             seconds, rows = database_floor(pg, pg_admin, workdir)
-            record("PG floor: COPY rows", seconds, 0.0, rows, "the load's rows, COPY only")
+            record("PG floor: COPY rows", seconds, 0.0, rows, "every row the load left, COPY only")
         if "sqlite" not in skip:
             seconds, peak, out = run_measured(load_command(file, sqlite, version))
-            record("full load SQLite", seconds, peak, rows_written(out))
+            record("full load SQLite", seconds, peak, rows_written(out), load_split(sqlite))
         seconds, peak, out = run_measured(load_command(file, pg, version))
         record("reload unchanged (PG)", seconds, peak, rows_written(out))
         if "changed" not in skip:
             changed_file = workdir / f"offers-{version}-{size}-changed.xml"
             changed = change_one_percent(file, changed_file)
             seconds, peak, out = run_measured(load_command(changed_file, pg, version))
-            record("1 % changed (PG)", seconds, peak, rows_written(out), f"{changed} sessions")
+            split = load_split(pg)
+            record(
+                "1 % changed (PG)", seconds, peak, rows_written(out), f"{changed} sessions; {split}"
+            )
             changed_file.unlink()
         seconds, peak, out = run_measured(
             [str(BIN / "kairos-sync"), "check", "--db", pg, "--as-of", AS_OF, "--list", "10"]
@@ -243,12 +247,32 @@ def bench_one(
     finally:
         drop_postgres(pg_admin, pg)
         sqlite_file.unlink(missing_ok=True)
+        for leftover in workdir.glob(f"{sqlite_file.name}*"):  # WAL, shm, the load's lock file
+            leftover.unlink(missing_ok=True)
         if not keep_files:
             file.unlink(missing_ok=True)
             file.with_suffix(".sessions").unlink(missing_ok=True)
     for result in results:
         result.xmllint_ratio = result.seconds / xmllint_seconds
     return results
+
+
+def load_split(url: str) -> str:
+    """Where the latest load's time went, from its ledger row: the read → validate → map →
+    stage part (worker processes) and the set-based SQL part."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            counts = conn.execute(
+                text("SELECT counts_json FROM run_ledger WHERE run_kind = 'lheo' ORDER BY id DESC")
+            ).scalar()
+    finally:
+        engine.dispose()
+    values = json.loads(counts or "{}")
+    return (
+        f"read→stage {values.get('seconds_read_map_stage', 0):.1f} s, "
+        f"SQL {values.get('seconds_apply', 0):.1f} s"
+    )
 
 
 # What a full load leaves in the database, in foreign-key order.
@@ -385,7 +409,7 @@ def markdown(results: list[StepResult]) -> str:
     for r in results:
         lines.append(
             f"| {r.version} | {r.sessions:,} | {r.step} | {r.seconds:.1f} | {r.mb_per_s:.1f} | "
-            f"{r.sessions_per_s:,.0f} | {r.peak_rss_mb:.0f} | "
+            f"{r.sessions_per_s:,.0f} | {f'{r.peak_rss_mb:.0f}' if r.peak_rss_mb else ''} | "
             f"{'' if r.rows_written is None else f'{r.rows_written:,}'} | "
             f"{r.xmllint_ratio:.2f} |"
         )
