@@ -41,7 +41,8 @@ from pipelines.db import read_sql
 
 VersionedTable = Literal["kairos_session", "recruitment_slot"]
 
-_VERSIONING: dict[str, tuple[str, str]] = {
+# Each versioned table: (its version table, the version table's key to it).
+VERSIONING: dict[VersionedTable, tuple[str, str]] = {
     "kairos_session": ("kairos_session_version", "kairos_session_id"),
     "recruitment_slot": ("recruitment_slot_version", "recruitment_slot_id"),
 }
@@ -279,12 +280,24 @@ def snapshot_expression(dialect: str, columns: Sequence[str], alias: str = "t") 
     return expression
 
 
-def _table_columns(conn: Connection, table: str) -> tuple[str, ...]:
+def table_columns(conn: Connection, table: str) -> tuple[str, ...]:
+    """The table's column names, in table order."""
     return tuple(column["name"] for column in inspect(conn).get_columns(table))
 
 
 def snapshot_trigger_name(table: VersionedTable) -> str:
     return f"trg_{table}_keep_version_snapshot"
+
+
+def drop_snapshot_triggers(conn: Connection) -> None:
+    """Drop the triggers of migration 0007 (and PostgreSQL's trigger functions)."""
+    for table in VERSIONING:
+        trigger = snapshot_trigger_name(table)
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {trigger}_fn()")
+        else:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
 
 
 def install_snapshot_triggers(conn: Connection) -> None:
@@ -293,21 +306,18 @@ def install_snapshot_triggers(conn: Connection) -> None:
     changes a row, the trigger copies the old row into its current version. SQLite's trigger
     lists the columns: call this again from any migration that changes a versioned table."""
     dialect = conn.dialect.name
-    for table, (version_table, fk) in _VERSIONING.items():
-        trigger = snapshot_trigger_name(table)  # type: ignore[arg-type]
-        if dialect == "postgresql":
-            alias = "t"
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
-        else:
-            alias = "OLD"
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+    drop_snapshot_triggers(conn)
+    for table, (version_table, fk) in VERSIONING.items():
+        trigger = snapshot_trigger_name(table)
         script = read_sql(f"history/snapshot_trigger_{dialect}.sql").format(
             table=table,
             version_table=version_table,
             fk=fk,
             trigger=trigger,
             function=f"{trigger}_fn",
-            snapshot=snapshot_expression(dialect, _table_columns(conn, table), alias),
+            snapshot=snapshot_expression(
+                dialect, table_columns(conn, table), "t" if dialect == "postgresql" else "OLD"
+            ),
         )
         if dialect == "postgresql":
             # The function body holds semicolons: split on the statement that follows it.
@@ -321,7 +331,7 @@ def install_snapshot_triggers(conn: Connection) -> None:
 def record_versions(conn: Connection, table: VersionedTable, *, run_id: int, at: datetime) -> int:
     """Close the current version and open a new one for every row of `table` that run
     `run_id` wrote (convention above). Returns the number of versions opened."""
-    version_table, fk = _VERSIONING[table]
+    version_table, fk = VERSIONING[table]
     fmt = {"table": table, "version_table": version_table, "fk": fk}
     params = {"run_id": run_id, "at": db_timestamp(conn, at)}
     conn.execute(text(read_sql("history/end_versions.sql").format(**fmt)), params)
@@ -332,7 +342,7 @@ def record_versions(conn: Connection, table: VersionedTable, *, run_id: int, at:
 def _history_query(conn: Connection, path: str, table: VersionedTable, alias: str) -> str:
     """A history query with `{snapshot}` = the live row `alias` as JSON (the content of a
     current version, whose own snapshot column is NULL)."""
-    expression = snapshot_expression(conn.dialect.name, _table_columns(conn, table), alias)
+    expression = snapshot_expression(conn.dialect.name, table_columns(conn, table), alias)
     return read_sql(path).format(snapshot=expression)
 
 

@@ -611,8 +611,9 @@ def _run_checks_locked(
         # Where the run's time went, kept in summary_json (a slow run explained afterwards).
         stage_seconds: dict[str, float] = {}
         stage_started = time.perf_counter()
+        used = _connection_count(engine, connections)
         stored, rule_seconds = store_flags(
-            engine, rule_list, check_run_id, as_of, source, connections=connections
+            engine, rule_list, check_run_id, as_of, source, connections=used
         )
         stage_seconds["store_flags"] = round(time.perf_counter() - stage_started, 3)
         stage_started = time.perf_counter()
@@ -646,7 +647,7 @@ def _run_checks_locked(
                 **run.summary(),
                 "rule_seconds": rule_seconds,
                 "stage_seconds": stage_seconds,
-                "connections": _connection_count(engine, connections),
+                "connections": used,
             }
             conn.execute(
                 text(

@@ -21,19 +21,15 @@ from test_load import CONFIG, _drop_formation, _set_etat, edited, generated, que
 from pipelines.db import SQL_DIR, get_engine, migrate
 from pipelines.history import (
     _NOT_IN_SNAPSHOT,
-    _table_columns,
+    VERSIONING,
     changes_in_last_run,
     sessions_as_of,
     slots_as_of,
     snapshot_expression,
     snapshot_trigger_name,
+    table_columns,
 )
 from pipelines.load import load_snapshot
-
-VERSIONED = {
-    "kairos_session": ("kairos_session_version", "kairos_session_id"),
-    "recruitment_slot": ("recruitment_slot_version", "recruitment_slot_id"),
-}
 
 
 def live_snapshots(url: str, table: str) -> dict[int, str]:
@@ -42,7 +38,7 @@ def live_snapshots(url: str, table: str) -> dict[int, str]:
     try:
         with engine.connect() as conn:
             expression = snapshot_expression(
-                conn.dialect.name, _table_columns(conn, table), alias="t"
+                conn.dialect.name, table_columns(conn, table), alias="t"
             )
             rows = conn.execute(text(f"SELECT t.id, {expression} FROM {table} AS t"))
             return {int(row[0]): str(row[1]) for row in rows}
@@ -54,17 +50,17 @@ def test_ended_versions_keep_the_content_the_row_had(db: str, tmp_path: Path) ->
     offers = generated(tmp_path)
     load_snapshot(offers, source="occ", config=CONFIG, db_url=db)
     # A first load writes no JSON at all: every version is current and the row is its content.
-    for version_table, _ in VERSIONED.values():
+    for version_table, _ in VERSIONING.values():
         assert scalar(db, f"SELECT COUNT(*) FROM {version_table}") > 0
         assert scalar(db, f"SELECT COUNT(*) FROM {version_table} WHERE snapshot IS NOT NULL") == 0
-    before = {table: live_snapshots(db, table) for table in VERSIONED}
+    before = {table: live_snapshots(db, table) for table in VERSIONING}
     between = datetime.now(UTC)
 
     changed = edited(offers, tmp_path / "changed.xml", _set_etat("SE7-3-1-1", "3"))
     changed = edited(changed, tmp_path / "changed2.xml", _drop_formation("F7-5"))
     load_snapshot(changed, source="occ", config=CONFIG, db_url=db)
 
-    for table, (version_table, fk) in VERSIONED.items():
+    for table, (version_table, fk) in VERSIONING.items():
         ended = query(
             db,
             f"SELECT {fk}, snapshot FROM {version_table} WHERE valid_to_run_id IS NOT NULL",
@@ -169,11 +165,11 @@ def test_every_versioned_table_has_its_trigger_over_every_column(db: str) -> Non
     engine = get_engine(db)
     with engine.connect() as conn:
         dialect = conn.dialect.name
-        columns = {table: _table_columns(conn, table) for table in VERSIONED}
+        columns = {table: table_columns(conn, table) for table in VERSIONING}
     engine.dispose()
-    for table in VERSIONED:
+    for table in VERSIONING:
         definition = triggers[table]
-        assert snapshot_trigger_name(table) in definition  # type: ignore[arg-type]
+        assert snapshot_trigger_name(table) in definition
         assert "UPDATE" in definition.upper()
         if dialect == "sqlite":
             for column in columns[table]:
@@ -188,11 +184,11 @@ def test_downgrade_writes_the_current_snapshots_back(db: str, tmp_path: Path) ->
     """Migration 0007 down: every version gets its snapshot (the row's content for current
     ones), the column is NOT NULL again and the triggers are gone; up again restores them."""
     load_snapshot(generated(tmp_path), source="occ", config=CONFIG, db_url=db)
-    expected: dict[str, dict[int, str]] = {t: live_snapshots(db, t) for t in VERSIONED}
+    expected: dict[str, dict[int, str]] = {t: live_snapshots(db, t) for t in VERSIONING}
     engine = get_engine(db)
     downgrade(engine, "0006")
     try:
-        for table, (version_table, fk) in VERSIONED.items():
+        for table, (version_table, fk) in VERSIONING.items():
             rows: list[Any] = query(db, f"SELECT {fk}, snapshot FROM {version_table}")
             assert rows and all(snapshot == expected[table][i] for i, snapshot in rows)
         assert _trigger_definitions(db) == {}
@@ -208,4 +204,4 @@ def test_downgrade_writes_the_current_snapshots_back(db: str, tmp_path: Path) ->
     finally:
         migrate(engine, "head")
         engine.dispose()
-    assert set(_trigger_definitions(db)) == set(VERSIONED)
+    assert set(_trigger_definitions(db)) == set(VERSIONING)

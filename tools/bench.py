@@ -290,6 +290,11 @@ FLOOR_TABLES = (
 )
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as psycopg2 takes it (no `+psycopg2` driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def database_floor(url: str, pg_admin: str, workdir: Path) -> tuple[float, int]:
     """The database's own share of a full load, as a floor: COPY every row the load wrote
     (read back from `url` in binary COPY format) into a fresh migrated database with the
@@ -301,9 +306,7 @@ def database_floor(url: str, pg_admin: str, workdir: Path) -> tuple[float, int]:
     dumps: list[tuple[str, Path]] = []
     try:
         run_measured([str(BIN / "kairos-sync"), "migrate", "--db", floor])
-        source = psycopg2.connect(
-            make_url(url).set(drivername="postgresql").render_as_string(False)
-        )
+        source = psycopg2.connect(libpq_url(url))
         try:
             with source.cursor() as cursor:
                 for table in FLOOR_TABLES:
@@ -317,9 +320,7 @@ def database_floor(url: str, pg_admin: str, workdir: Path) -> tuple[float, int]:
                 rows = int(cursor.fetchone()[0])
         finally:
             source.close()
-        target = psycopg2.connect(
-            make_url(floor).set(drivername="postgresql").render_as_string(False)
-        )
+        target = psycopg2.connect(libpq_url(floor))
         try:
             started = time.perf_counter()
             with target.cursor() as cursor:

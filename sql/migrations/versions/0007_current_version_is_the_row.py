@@ -24,21 +24,22 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pipelines.history import install_snapshot_triggers, snapshot_expression, snapshot_trigger_name
+from pipelines.history import (
+    VERSIONING,
+    drop_snapshot_triggers,
+    install_snapshot_triggers,
+    snapshot_expression,
+    table_columns,
+)
 
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-VERSIONED = {
-    "kairos_session": ("kairos_session_version", "kairos_session_id"),
-    "recruitment_slot": ("recruitment_slot_version", "recruitment_slot_id"),
-}
-
 
 def upgrade() -> None:
-    for version_table in ("kairos_session_version", "recruitment_slot_version"):
+    for version_table, _ in VERSIONING.values():
         with op.batch_alter_table(version_table) as batch:
             batch.alter_column("snapshot", existing_type=sa.Text(), nullable=True)
     install_snapshot_triggers(op.get_bind())
@@ -46,16 +47,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
-    dialect = conn.dialect.name
-    for table, (version_table, fk) in VERSIONED.items():
-        trigger = snapshot_trigger_name(table)  # type: ignore[arg-type]
-        if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
-            op.execute(f"DROP FUNCTION IF EXISTS {trigger}_fn()")
-        else:
-            op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-        columns = [c["name"] for c in sa.inspect(conn).get_columns(table)]
-        snapshot = snapshot_expression(dialect, columns, "t")
+    drop_snapshot_triggers(conn)
+    for table, (version_table, fk) in VERSIONING.items():
+        snapshot = snapshot_expression(conn.dialect.name, table_columns(conn, table), "t")
         op.execute(
             f"UPDATE {version_table} SET snapshot = (SELECT {snapshot} FROM {table} AS t "
             f"WHERE t.id = {version_table}.{fk}) WHERE snapshot IS NULL"
