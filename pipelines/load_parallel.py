@@ -56,7 +56,6 @@ BLOCK_FORMATIONS = 32  # formations per work unit: small enough to interleave, b
 SEQ_SHIFT = 24  # a block's rows are numbered from block << 24 (16 M rows per block at most)
 GET_POLL_SECONDS = 0.5
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 Buffers = dict[str, list[tuple[object, ...]]]
 
@@ -112,14 +111,31 @@ def stage_record(
     return seq
 
 
+def copy_escape(value: str) -> str:
+    """One text value in COPY text format: backslash, tab, newline and carriage return
+    escaped (backslash first, so the escapes added are not escaped again). Most values hold
+    none of the four: each `in` is one scan in C, where `str.translate` with a mapping
+    costs a lookup per character — a fifth of a worker's time at national scale."""
+    if "\\" in value:
+        value = value.replace("\\", "\\\\")
+    if "\t" in value:
+        value = value.replace("\t", "\\t")
+    if "\n" in value:
+        value = value.replace("\n", "\\n")
+    if "\r" in value:
+        value = value.replace("\r", "\\r")
+    return value
+
+
 def copy_text_lines(rows: Sequence[Sequence[object]]) -> str:
     """Rows in COPY text format (tab-separated, \\N for NULL, backslash escapes)."""
+    escape = copy_escape
     return "".join(
         "\t".join(
             [
                 "\\N"
                 if v is None
-                else v.translate(_COPY_ESCAPES)
+                else escape(v)
                 if isinstance(v, str)
                 else str(v)  # int, bool (PostgreSQL reads True/False)
                 for v in row

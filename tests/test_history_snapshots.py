@@ -145,15 +145,15 @@ def _trigger_definitions(url: str) -> dict[str, str]:
             if conn.dialect.name == "postgresql":
                 rows = conn.execute(
                     text(
-                        "SELECT c.relname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
-                        "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+                        "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+                        "WHERE NOT t.tgisinternal"
                     )
                 )
             else:
                 rows = conn.execute(
-                    text("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+                    text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
                 )
-            return {str(table): str(sql) for table, sql in rows}
+            return {str(name): str(sql) for name, sql in rows}
     finally:
         engine.dispose()
 
@@ -168,8 +168,8 @@ def test_every_versioned_table_has_its_trigger_over_every_column(db: str) -> Non
         columns = {table: table_columns(conn, table) for table in VERSIONING}
     engine.dispose()
     for table in VERSIONING:
-        definition = triggers[table]
-        assert snapshot_trigger_name(table) in definition
+        definition = triggers[snapshot_trigger_name(table)]
+        assert f" ON {table}" in definition or f" ON public.{table}" in definition
         assert "UPDATE" in definition.upper()
         if dialect == "sqlite":
             for column in columns[table]:
@@ -204,4 +204,4 @@ def test_downgrade_writes_the_current_snapshots_back(db: str, tmp_path: Path) ->
     finally:
         migrate(engine, "head")
         engine.dispose()
-    assert set(_trigger_definitions(db)) == set(VERSIONING)
+    assert {snapshot_trigger_name(t) for t in VERSIONING} <= set(_trigger_definitions(db))

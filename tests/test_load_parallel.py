@@ -18,6 +18,8 @@ from typing import Any
 
 import psutil
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from pipelines import load_parallel
@@ -307,3 +309,43 @@ def test_fast_path_not_taken_when_config_or_previous_run_differs(
     # A partial snapshot of the same file is not the same input either.
     partial = load_snapshot(offers, source="nor", config=loose, db_url=db, full_snapshot=False)
     assert "fast_path_same_input_as_run" not in partial.counts
+
+
+# Text as the reader can hand it over: any character PostgreSQL stores in a text column (not
+# NUL, not lone surrogates), with COPY's special characters and an end-of-data marker often.
+_COPY_HOSTILE = st.lists(
+    st.sampled_from(["\\", "\t", "\n", "\r", "\\.", "\\N", "N", "é", " "])
+    | st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=30,
+).map("".join)
+
+
+@pytest.mark.postgres
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(_COPY_HOSTILE, st.none() | _COPY_HOSTILE, st.integers(-(2**63), 2**63 - 1)),
+        max_size=8,
+    )
+)
+def test_copy_text_round_trips_through_postgresql(
+    postgres_url: str, rows: list[tuple[str, str | None, int]]
+) -> None:
+    """What the staging COPY writes is what PostgreSQL reads back, value for value."""
+    engine = get_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TEMPORARY TABLE copied (n INTEGER, a TEXT, b TEXT, c BIGINT)"
+            )
+            numbered = [(n, *row) for n, row in enumerate(rows)]
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.copy_expert(
+                "COPY copied (n, a, b, c) FROM STDIN", load_parallel.copy_text(numbered)
+            )
+            back = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM copied ORDER BY n")]
+    finally:
+        engine.dispose()
+    assert back == numbered
