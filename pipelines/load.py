@@ -455,6 +455,18 @@ def _run_named(conn: Connection, path: str, params: dict[str, Any]) -> dict[str,
     return counts
 
 
+@contextmanager
+def _timed(entry: LedgerEntry, step: str) -> Iterator[None]:
+    """Add the seconds a step of the set-based part takes to the ledger's counts
+    (`seconds_by_step`): where a load's SQL time went can be read after the fact."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps = entry.counts.setdefault("seconds_by_step", {})
+        steps[step] = round(steps.get(step, 0.0) + time.perf_counter() - started, 3)
+
+
 def check_close_share(
     conn: Connection, source: str, max_share: float, run_id: int
 ) -> tuple[int, int]:
@@ -896,32 +908,35 @@ def _load_in_transaction(
 
     entry.counts["seconds_read_map_stage"] = round(time.perf_counter() - started, 3)
     params: dict[str, Any] = {"source": source, "run_id": entry.run_id, "now": stamp}
-    for _, statement in _statements(read_sql("load/index_staging.sql")):
-        conn.exec_driver_sql(statement)
-    _analyze(
-        conn,
-        "stg_session (seq, carif_session_numero, dispensateur_siret)",
-        "stg_slot (seq, session_seq, carif_session_numero, dispensateur_siret, slot_key)",
-        "stg_formation (carif_formation_numero)",
-        "stg_action (carif_action_numero)",
-        "stg_organisation (siret)",
-    )
-    entry.counts.update(_run_named(conn, "load/dedupe_staging.sql", params))
-    for _, statement in _statements(read_sql("load/kept_rows.sql")):
-        conn.execute(text(statement), params)
-    _analyze(conn, "stg_kept_formation", "stg_kept_session")
-    if full_snapshot:
-        check_close_share(conn, source, config.max_close_share, entry.run_id)
     started = time.perf_counter()
+    with _timed(entry, "index_dedupe_staging"):
+        for _, statement in _statements(read_sql("load/index_staging.sql")):
+            conn.exec_driver_sql(statement)
+        _analyze(
+            conn,
+            "stg_session (seq, carif_session_numero, dispensateur_siret)",
+            "stg_slot (seq, session_seq, carif_session_numero, dispensateur_siret, slot_key)",
+            "stg_formation (carif_formation_numero)",
+            "stg_action (carif_action_numero)",
+            "stg_organisation (siret)",
+        )
+        entry.counts.update(_run_named(conn, "load/dedupe_staging.sql", params))
+    with _timed(entry, "kept_rows_close_guard"):
+        for _, statement in _statements(read_sql("load/kept_rows.sql")):
+            conn.execute(text(statement), params)
+        _analyze(conn, "stg_kept_formation", "stg_kept_session")
+        if full_snapshot:
+            check_close_share(conn, source, config.max_close_share, entry.run_id)
     apply_staged(conn, entry, params, full_snapshot=full_snapshot, now=now)
-    replace_all = int(full_snapshot or stored_basis != basis)
-    digest_counts = _run_named(
-        conn,
-        "load/record_digests.sql",
-        {**params, "basis": basis, "replace_all": replace_all},
-    )
-    entry.counts["formation_digests_recorded"] = digest_counts.get("recorded", 0)
-    _drop_staging(conn)
+    with _timed(entry, "digests"):
+        replace_all = int(full_snapshot or stored_basis != basis)
+        digest_counts = _run_named(
+            conn,
+            "load/record_digests.sql",
+            {**params, "basis": basis, "replace_all": replace_all},
+        )
+        entry.counts["formation_digests_recorded"] = digest_counts.get("recorded", 0)
+        _drop_staging(conn)
     entry.counts["seconds_apply"] = round(time.perf_counter() - started, 3)
 
 
@@ -960,22 +975,26 @@ def apply_staged(
     staged_sessions = conn.execute(text("SELECT COUNT(*) FROM stg_session")).scalar_one()
     staged_slots = conn.execute(text("SELECT COUNT(*) FROM stg_slot")).scalar_one()
     _analyze(conn, SESSION_STATS, SLOT_STATS)
-    organisations = conn.execute(
-        text(
-            read_sql("load/upsert_organisation.sql").format(columns=", ".join(ORGANISATION_COLUMNS))
-        ),
-        params,
-    ).rowcount
-    kept = bool(entry.counts.get("formations_unchanged"))
-    f_updated, f_inserted, f_closed = upsert_entity(
-        conn, "formation", params, close=full_snapshot, kept=kept
-    )
-    a_updated, a_inserted, a_closed = upsert_entity(
-        conn, "action", params, close=full_snapshot, kept=kept
-    )
-    updated, inserted, closed = upsert_entity(
-        conn, "kairos_session", params, close=full_snapshot, kept=kept
-    )
+    with _timed(entry, "organisations_formations_actions"):
+        organisations = conn.execute(
+            text(
+                read_sql("load/upsert_organisation.sql").format(
+                    columns=", ".join(ORGANISATION_COLUMNS)
+                )
+            ),
+            params,
+        ).rowcount
+        kept = bool(entry.counts.get("formations_unchanged"))
+        f_updated, f_inserted, f_closed = upsert_entity(
+            conn, "formation", params, close=full_snapshot, kept=kept
+        )
+        a_updated, a_inserted, a_closed = upsert_entity(
+            conn, "action", params, close=full_snapshot, kept=kept
+        )
+    with _timed(entry, "sessions"):
+        updated, inserted, closed = upsert_entity(
+            conn, "kairos_session", params, close=full_snapshot, kept=kept
+        )
     entry.sessions_updated, entry.sessions_inserted, entry.sessions_closed = (
         updated,
         inserted,
@@ -988,17 +1007,19 @@ def apply_staged(
     entry.counts["sessions_of_unchanged_formations"] = kept_sessions
     if updated + closed:
         _analyze(conn, SESSION_STATS)  # run-id distributions moved: history joins on them
-    for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):
-        conn.execute(text(statement), params)
-    _analyze(conn, "stg_slot (kairos_session_id, slot_key)")
-    s_updated, s_inserted, s_closed = upsert_entity(
-        conn, "recruitment_slot", params, close=full_snapshot, kept=kept
-    )
+    with _timed(entry, "slots"):
+        for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):
+            conn.execute(text(statement), params)
+        _analyze(conn, "stg_slot (kairos_session_id, slot_key)")
+        s_updated, s_inserted, s_closed = upsert_entity(
+            conn, "recruitment_slot", params, close=full_snapshot, kept=kept
+        )
+        if s_updated + s_closed:
+            _analyze(conn, SLOT_STATS)
     entry.slots_updated, entry.slots_inserted, entry.slots_closed = s_updated, s_inserted, s_closed
-    if s_updated + s_closed:
-        _analyze(conn, SLOT_STATS)
-    versions = record_versions(conn, "kairos_session", run_id=entry.run_id, at=now)
-    slot_versions = record_versions(conn, "recruitment_slot", run_id=entry.run_id, at=now)
+    with _timed(entry, "versions"):
+        versions = record_versions(conn, "kairos_session", run_id=entry.run_id, at=now)
+        slot_versions = record_versions(conn, "recruitment_slot", run_id=entry.run_id, at=now)
     entry.counts.update(
         {
             "sessions_staged": int(staged_sessions),

@@ -94,7 +94,6 @@ def formation(
         objectif_general=6,
         niveau_entree=None,
         niveau_sortie=None,
-        contacts=(),
         responsable=Organisation(
             MANDATAIRE if mandataire is None else mandataire,
             "11755555555",

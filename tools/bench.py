@@ -269,9 +269,11 @@ def load_split(url: str) -> str:
     finally:
         engine.dispose()
     values = json.loads(counts or "{}")
+    steps = values.get("seconds_by_step") or {}
     return (
         f"read→stage {values.get('seconds_read_map_stage', 0):.1f} s, "
         f"SQL {values.get('seconds_apply', 0):.1f} s"
+        + (" [" + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()) + "]" if steps else "")
     )
 
 

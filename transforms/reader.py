@@ -460,26 +460,12 @@ class _Extractor:
         )
 
     def coordinates(self, holder: Kids) -> Coordinates | None:
-        """`coordonnees` below the holder (contact-*, lieu-de-formation, …), by its kids."""
+        """`coordonnees` below the holder (a `lieu-de-formation`): name and address only."""
         element = _first(holder, "coordonnees")
         if element is None:
             return None
         kids = self.kids(element)
-        return Coordinates(
-            civilite=_text(kids, "civilite"),
-            nom=_text(kids, "nom"),
-            prenom=_text(kids, "prenom"),
-            lines=_texts(kids, "ligne"),
-            address=self.address(_first(kids, "adresse")),
-            phones=_texts(self.child_kids(kids, "telfixe"), "numtel"),
-            mobiles=_texts(self.child_kids(kids, "portable"), "numtel"),
-            email=_text(kids, "courriel"),
-            web=_texts(self.child_kids(kids, "web"), "urlweb"),
-        )
-
-    def contacts(self, kids: Kids, name: str) -> tuple[Coordinates, ...]:
-        found = (self.coordinates(self.kids(c)) for c in kids.get(name, ()))
-        return tuple(c for c in found if c is not None)
+        return Coordinates(nom=_text(kids, "nom"), address=self.address(_first(kids, "adresse")))
 
     def period(self, element: etree._Element | None) -> Period | None:
         if element is None:
@@ -522,7 +508,6 @@ class _Extractor:
             objectif_general=_integer(kids, "objectif-general-formation"),
             niveau_entree=_integer(kids, "code-niveau-entree"),
             niveau_sortie=_integer(kids, "code-niveau-sortie"),
-            contacts=self.contacts(kids, "contact-formation"),
             responsable=self.organisation(responsable),
             actions=tuple(self.action(a) for a in kids.get("action", ())),
             extras=self.extras(kids),
@@ -536,8 +521,6 @@ class _Extractor:
             numero_activite=_text(kids, "numero-activite"),
             nom=_text(kids, "nom-organisme"),
             raison_sociale=_text(kids, "raison-sociale"),
-            coordinates=self.coordinates(self.child_kids(kids, "coordonnees-organisme")),
-            contacts=self.contacts(kids, "contact-organisme"),
             extras=self.extras(kids),
         )
 
@@ -591,7 +574,6 @@ class _Extractor:
         return Formateur(
             siret=self.siret(_first(kids, "SIRET-formateur")) or "",
             raison_sociale=_text(kids, "raison-sociale-formateur"),
-            contacts=self.contacts(kids, "contact-formateur"),
             extras=self.extras(kids),
         )
 

@@ -56,18 +56,13 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Coordinates:
-    """LHEO `coordonnees`. Names and phone numbers are personal data of OF staff:
-    kept in the record for the mapping, never logged; see docs/reader.md."""
+    """LHEO `coordonnees` of a place of training: its name and address. The people's
+    contact details LHEO carries beside them (civilité, names, phones, e-mails) and the
+    `contact-*` blocks are personal data the mapping never needs: they are not extracted at
+    all (docs/reader.md)."""
 
-    civilite: str | None = None
     nom: str | None = None
-    prenom: str | None = None
-    lines: tuple[str, ...] = ()
     address: Address | None = None
-    phones: tuple[str, ...] = ()
-    mobiles: tuple[str, ...] = ()
-    email: str | None = None
-    web: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +79,6 @@ class Organisation:
     numero_activite: str | None
     nom: str | None
     raison_sociale: str | None
-    coordinates: Coordinates | None = None
-    contacts: tuple[Coordinates, ...] = ()
     extras: tuple[Extra, ...] = ()
 
 
@@ -95,7 +88,6 @@ class Formateur:
 
     siret: str
     raison_sociale: str | None
-    contacts: tuple[Coordinates, ...] = ()
     extras: tuple[Extra, ...] = ()
 
 
@@ -193,7 +185,6 @@ class Formation:
     objectif_general: int | None  # dict-AIS
     niveau_entree: int | None
     niveau_sortie: int | None
-    contacts: tuple[Coordinates, ...]
     responsable: Organisation
     actions: tuple[Action, ...]
     extras: tuple[Extra, ...] = ()
