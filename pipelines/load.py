@@ -33,7 +33,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -446,13 +446,28 @@ def _drop_staging(conn: Connection) -> None:
 # --------------------------------------------------------------------------- set-based steps
 
 
-def _run_named(conn: Connection, path: str, params: dict[str, Any]) -> dict[str, int]:
+def _run_named(
+    conn: Connection,
+    path: str,
+    params: dict[str, Any],
+    skip: Callable[[str, dict[str, int]], bool] | None = None,
+) -> dict[str, int]:
+    """Run the statements of a SQL file; counts of the named ones. `skip(name, counts so
+    far)` leaves a named statement out (its count is then 0)."""
     counts: dict[str, int] = {}
     for name, statement in _statements(read_sql(path)):
+        if name and skip is not None and skip(name, counts):
+            counts[name] = 0
+            continue
         result = conn.execute(text(statement), params)
         if name:
             counts[name] = int(result.rowcount or 0)
     return counts
+
+
+def _needless_dedupe(name: str, counts: dict[str, int]) -> bool:
+    """A slot can only lose its session when a duplicate session occurrence was dropped."""
+    return name == "orphan_slots" and counts.get("duplicate_sessions") == 0
 
 
 @contextmanager
@@ -920,7 +935,9 @@ def _load_in_transaction(
             "stg_action (carif_action_numero)",
             "stg_organisation (siret)",
         )
-        entry.counts.update(_run_named(conn, "load/dedupe_staging.sql", params))
+        entry.counts.update(
+            _run_named(conn, "load/dedupe_staging.sql", params, skip=_needless_dedupe)
+        )
     with _timed(entry, "kept_rows_close_guard"):
         for _, statement in _statements(read_sql("load/kept_rows.sql")):
             conn.execute(text(statement), params)
@@ -1010,6 +1027,9 @@ def apply_staged(
     with _timed(entry, "slots"):
         for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):
             conn.execute(text(statement), params)
+        if conn.dialect.name == "sqlite":
+            for _, statement in _statements(read_sql("load/index_staged_slots_sqlite.sql")):
+                conn.exec_driver_sql(statement)
         _analyze(conn, "stg_slot (kairos_session_id, slot_key)")
         s_updated, s_inserted, s_closed = upsert_entity(
             conn, "recruitment_slot", params, close=full_snapshot, kept=kept

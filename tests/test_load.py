@@ -6,6 +6,7 @@ session changed, one formation gone, a truncated copy… Every assertion reads t
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -185,6 +186,44 @@ def _set_etat(numero: str, value: str) -> Callable[[etree._Element, str], None]:
         etat.text = value
 
     return edit
+
+
+def _repeat_formation_with_an_extra_slot(root: etree._Element, ns: str) -> None:
+    """A formation occurs twice (the later occurrence wins); its earlier occurrence has one
+    recrutement more, on a session that keeps its numero in both."""
+    offres = root.find(f"{{{ns}}}offres")
+    assert offres is not None
+    for formation in offres.iterfind(f"{{{ns}}}formation"):
+        for recrutement in formation.iter(f"{{{ns}}}recrutement"):
+            start = recrutement.find(f"{{{ns}}}heure-debut")
+            if start is None:
+                continue
+            offres.append(copy.deepcopy(formation))
+            extra = copy.deepcopy(recrutement)
+            extra_start = extra.find(f"{{{ns}}}heure-debut")
+            assert extra_start is not None
+            extra_start.text = "07h05"
+            recrutement.addnext(extra)
+            return
+    raise AssertionError("no recrutement with a start time in the generated file")
+
+
+def test_a_repeated_session_keeps_only_its_last_occurrences_slots(db: str, tmp_path: Path) -> None:
+    clean = generated(tmp_path)
+    load_snapshot(clean, source="occ", config=CONFIG, db_url=db)
+    counts = json.loads(last_ledger(db).counts_json)
+    assert (counts["duplicate_sessions"], counts["orphan_slots"]) == (0, 0)
+    slots = scalar(db, "SELECT COUNT(*) FROM recruitment_slot WHERE closed_at IS NULL")
+
+    repeated = edited(clean, tmp_path / "repeated.xml", _repeat_formation_with_an_extra_slot)
+    # A full read (no formation skipped as unchanged: both occurrences are staged).
+    load_snapshot(repeated, source="occ", config=CONFIG, db_url=db, fast_path=False)
+    counts = json.loads(last_ledger(db).counts_json)
+    assert counts["duplicate_sessions"] > 0 and counts["orphan_slots"] > 0
+    # The earlier occurrence's extra slot went with it; nothing else changed.
+    assert scalar(db, "SELECT COUNT(*) FROM recruitment_slot WHERE start_time = '07h05'") == 0
+    assert scalar(db, "SELECT COUNT(*) FROM recruitment_slot WHERE closed_at IS NULL") == slots
+    assert last_ledger(db).status == "noop"
 
 
 def test_change_history_and_as_of(db: str, tmp_path: Path) -> None:

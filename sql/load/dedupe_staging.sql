@@ -9,6 +9,7 @@ DELETE FROM stg_session WHERE seq IN (
         FROM stg_session) AS d
     WHERE d.rn > 1);
 -- name: orphan_slots
+-- (Skipped when duplicate_sessions deleted nothing: every staged slot then has its session.)
 DELETE FROM stg_slot WHERE NOT EXISTS (
     SELECT 1 FROM stg_session AS s WHERE s.seq = stg_slot.session_seq);
 -- name: duplicate_slots

@@ -5,6 +5,3 @@ FROM kairos_session AS t
 WHERE t.source = :source
   AND t.carif_session_numero = stg_slot.carif_session_numero
   AND t.dispensateur_siret = stg_slot.dispensateur_siret;
--- The slot upsert and closing match on (kairos_session_id, slot_key): without this index
--- SQLite would compare every slot with every staged slot.
-CREATE INDEX stg_slot_session ON stg_slot (kairos_session_id, slot_key);
