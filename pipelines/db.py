@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -59,6 +59,19 @@ def get_engine(url: str | None = None) -> Engine:
 def read_sql(relative_path: str) -> str:
     """Text of a SQL file under sql/ (queries live in files, not in Python strings)."""
     return (SQL_DIR / relative_path).read_text(encoding="utf-8")
+
+
+def execute_trigger_script(conn: Connection, script: str) -> None:
+    """Run a trigger script of sql/ (`CREATE TRIGGER`, preceded on PostgreSQL by the
+    `CREATE FUNCTION … $$ … $$;` it executes). A PL/pgSQL body holds semicolons, so the
+    PostgreSQL form is split after the body, not on every semicolon; SQLite's is one
+    statement."""
+    if conn.dialect.name == "postgresql":
+        function, _, create = script.partition("$$;")
+        conn.exec_driver_sql(function + "$$")
+        conn.exec_driver_sql(create)
+    else:
+        conn.exec_driver_sql(script)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import filelock
 from sqlalchemy import Connection, Engine, inspect, text
 
-from pipelines.db import read_sql
+from pipelines.db import execute_trigger_script, read_sql
 
 VersionedTable = Literal["kairos_session", "recruitment_slot"]
 
@@ -319,13 +319,7 @@ def install_snapshot_triggers(conn: Connection) -> None:
                 dialect, table_columns(conn, table), "t" if dialect == "postgresql" else "OLD"
             ),
         )
-        if dialect == "postgresql":
-            # The function body holds semicolons: split on the statement that follows it.
-            function, _, create = script.partition("$$;")
-            conn.exec_driver_sql(function + "$$")
-            conn.exec_driver_sql(create)
-        else:
-            conn.exec_driver_sql(script)
+        execute_trigger_script(conn, script)
 
 
 def record_versions(conn: Connection, table: VersionedTable, *, run_id: int, at: datetime) -> int:

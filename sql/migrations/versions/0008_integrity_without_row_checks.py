@@ -41,13 +41,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pipelines.db import read_sql
+from pipelines.db import execute_trigger_script, read_sql
 
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+# What this revision changed, written out here rather than imported: a migration must keep
+# doing what it did when later code changes (pipelines/integrity.py lists the current state).
 # table → its run-id columns whose foreign key to run_ledger goes (PostgreSQL).
 RUN_ID_KEYS = {
     "organisation": ("first_seen_run_id", "last_seen_run_id"),
@@ -96,14 +98,7 @@ def upgrade() -> None:
         op.create_index(name, table, [column], postgresql_where=where, sqlite_where=where)
     template = read_sql(f"guards/refuse_delete_{dialect}.sql")
     for table in GUARDED:
-        script = template.format(table=table)
-        if dialect == "postgresql":
-            # The function body holds semicolons: split on the statement that follows it.
-            function, _, create = script.partition("$$;")
-            op.execute(function + "$$")
-            op.execute(create)
-        else:
-            op.execute(script)
+        execute_trigger_script(op.get_bind(), template.format(table=table))
 
 
 def downgrade() -> None:
