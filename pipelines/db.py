@@ -67,6 +67,9 @@ def execute_trigger_script(conn: Connection, script: str) -> None:
     PostgreSQL form is split after the body, not on every semicolon; SQLite's is one
     statement."""
     if conn.dialect.name == "postgresql":
+        # psycopg2 formats every statement it is given parameters for, and SQLAlchemy always
+        # gives some: a literal % (RAISE's placeholder) must reach it doubled.
+        script = script.replace("%", "%%")
         function, _, create = script.partition("$$;")
         conn.exec_driver_sql(function + "$$")
         conn.exec_driver_sql(create)
