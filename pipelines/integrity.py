@@ -1,13 +1,14 @@
 """Referential integrity the database does not check row by row (migration 0008).
 
-On PostgreSQL the loaded tables' run ids, the slots' key to their session and the version
-tables' keys to their rows have no foreign key: checked per inserted row, they were most of
-what a national first load cost the database (docs/performance.md). Every such reference is
-written set-based from a value that exists by construction, and the referenced tables
-refuse DELETE and TRUNCATE (sql/guards/). `orphan_references` says so on a real database:
-for each reference, how many rows name a row that does not exist. All counts must be 0; the
-tests check it after their loads, and `kairos-sync integrity` runs it for on-call (exit 1
-otherwise).
+On PostgreSQL the loaded tables' run ids, the slots' key to their session, the version tables'
+keys to their rows and the quality flags' key to their check run have no foreign key:
+checked per inserted row, they were most of what a national first load (and a check run)
+cost the database (docs/performance.md). Every such reference is written set-based from a
+value that exists by construction; run_ledger, kairos_session and recruitment_slot refuse
+DELETE and TRUNCATE (sql/guards/), and check runs are never deleted. `orphan_references`
+says so on a real database: for each reference, how many rows name a row that does not
+exist. All counts must be 0; the tests check it after their loads and check runs, and
+`kairos-sync integrity` runs it for on-call (exit 1 otherwise).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ UNCHECKED_REFERENCES: tuple[Reference, ...] = (
     Reference("recruitment_slot", "kairos_session_id", "kairos_session"),
     Reference("kairos_session_version", "kairos_session_id", "kairos_session"),
     Reference("recruitment_slot_version", "recruitment_slot_id", "recruitment_slot"),
+    Reference("quality_check_result", "check_run_id", "quality_check_run"),
 )
 
 

@@ -11,6 +11,7 @@ found and named; the referenced tables refuse DELETE (and TRUNCATE); and migrati
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from pipelines.cli import app
 from pipelines.db import get_engine, migrate
 from pipelines.integrity import UNCHECKED_REFERENCES, orphan_references
 from pipelines.load import load_snapshot
+from quality_checks.runner import run_checks
 
 runner = CliRunner()
 GUARDED = ("run_ledger", "kairos_session", "recruitment_slot")
@@ -40,12 +42,14 @@ def orphans(url: str) -> dict[str, int]:
 
 def _load_history(db: str, tmp_path: Path) -> None:
     """A first load, a snapshot with a change and a vanished formation, the first again
-    (reopenings), then the same file (noop)."""
+    (reopenings), the same file (noop), then a check run."""
     offers = generated(tmp_path)
     changed = edited(offers, tmp_path / "changed.xml", _set_etat("SE7-3-1-1", "3"))
     changed = edited(changed, tmp_path / "changed2.xml", _drop_formation("F7-5"))
     for path in (offers, changed, offers, offers):
         load_snapshot(path, source="occ", config=CONFIG, db_url=db, fast_path=False)
+    run = run_checks(db, date(2026, 11, 23))  # flags keyed by their check run
+    assert run.flags_total > 0
 
 
 def test_loads_leave_no_orphan_reference(db: str, tmp_path: Path) -> None:
@@ -78,6 +82,7 @@ def test_a_planted_orphan_is_found_and_named(db: str, tmp_path: Path) -> None:
                 )
             )
             conn.execute(text("UPDATE kairos_session SET closed_run_id = 555 WHERE id = 1"))
+            conn.execute(text("UPDATE quality_check_result SET check_run_id = 777 WHERE id = 1"))
     finally:
         engine.dispose()
     found = {reference: count for reference, count in orphans(db).items() if count}
@@ -85,10 +90,11 @@ def test_a_planted_orphan_is_found_and_named(db: str, tmp_path: Path) -> None:
         "kairos_session_version.kairos_session_id": 1,
         "kairos_session_version.valid_from_run_id": 1,
         "kairos_session.closed_run_id": 1,
+        "quality_check_result.check_run_id": 1,
     }
     result = runner.invoke(app, ["integrity", "--db", db])
     assert result.exit_code == 1
-    assert "3 references name rows that do not exist" in result.output
+    assert "4 references name rows that do not exist" in result.output
     assert re.search(r"kairos_session_version.kairos_session_id +1\n", result.output)
 
 
@@ -150,6 +156,7 @@ def test_migration_0008_down_gives_the_keys_back(postgres_url: str, tmp_path: Pa
         assert ((("first_seen_run_id",), "run_ledger")) in at_0007["kairos_session"][0]
         with pytest.raises(Exception, match="foreign key"), engine.begin() as conn:
             conn.execute(text("UPDATE kairos_session SET closed_run_id = 555 WHERE id = 1"))
+            conn.execute(text("UPDATE quality_check_result SET check_run_id = 777 WHERE id = 1"))
         with engine.begin() as conn:  # no guard any more (the keys restrict instead)
             conn.execute(text("DELETE FROM run_ledger WHERE id = -1"))
     finally:

@@ -18,10 +18,14 @@ transaction), and nothing ever deletes the referenced rows. So, on PostgreSQL:
 * `sql/queries/integrity_orphans.sql` counts any reference left without its row; the tests
   run it after their loads, and on-call can run it on a production database.
 
-The foreign keys of the small tables stay (enrolments and their events, quarantine, KAIROS
-adherents, quality runs and results). SQLite keeps every foreign key (dropping one means
-rebuilding the table, and the embedded default is not where national loads run) and gets the
-same delete guards, so both dialects refuse the same deletes.
+The quality checks' flags lose theirs too (`quality_check_result.check_run_id`: 0.9 M rows
+per national check run, each written by one INSERT … SELECT with the id of the run row the
+runner has just created); a check run is never deleted, and whoever deletes one one day must
+delete its flags first (the key cascaded). The foreign keys of the small tables stay
+(enrolments and their events, quarantine, KAIROS adherents, quality check runs). SQLite
+keeps every foreign key (dropping one means rebuilding the table, and the embedded default is
+not where national loads run) and gets the same delete guards, so both dialects refuse the
+same deletes.
 
 Indexes the bulk load maintained for nothing:
 
@@ -66,6 +70,8 @@ ROW_KEYS = {
     "kairos_session_version": ("kairos_session_id", "kairos_session"),
     "recruitment_slot_version": ("recruitment_slot_id", "recruitment_slot"),
 }
+# The flags' key to their check run (ON DELETE CASCADE before) (PostgreSQL).
+FLAG_KEY = ("quality_check_result", "check_run_id", "quality_check_run")
 GUARDED = ("run_ledger", "kairos_session", "recruitment_slot")
 # Partial indexes: (name, table, column); they keep their names.
 PARTIAL = (
@@ -89,6 +95,7 @@ def upgrade() -> None:
                 op.drop_constraint(_fk_name(table, column), table, type_="foreignkey")
         for table, (column, _) in ROW_KEYS.items():
             op.drop_constraint(_fk_name(table, column), table, type_="foreignkey")
+        op.drop_constraint(_fk_name(FLAG_KEY[0], FLAG_KEY[1]), FLAG_KEY[0], type_="foreignkey")
     for table in VERSION_TABLES:
         op.drop_index(f"ix_{table}_open", table_name=table)
         op.drop_index(f"ix_{table}_valid_from", table_name=table)
@@ -122,6 +129,10 @@ def downgrade() -> None:
                 )
         for table, (column, target) in ROW_KEYS.items():
             op.create_foreign_key(_fk_name(table, column), table, target, [column], ["id"])
+        table, column, target = FLAG_KEY
+        op.create_foreign_key(
+            _fk_name(table, column), table, target, [column], ["id"], ondelete="CASCADE"
+        )
 
 
 def _on(dialect: str, table: str) -> str:
