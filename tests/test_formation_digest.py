@@ -202,3 +202,27 @@ def test_reader_yields_unchanged_formations_and_digests_are_stable(tmp_path: Pat
     text = next(e for e in element.iter() if re.search(r"\}intitule-formation$", str(e.tag)))
     text.text = (text.text or "") + "!"
     assert formation_digest(element) != before
+
+
+def test_a_new_export_stamp_leaves_a_formation_unchanged(db_url: str, tmp_path: Path) -> None:
+    """The 2.3 flux stamps every element with `horodatage-export` at each export: a
+    formation re-exported with a new stamp and nothing else is skipped as unchanged, one
+    whose `horodatage-modification` moved is read again."""
+    url = _fresh(db_url)
+    fixture = Path(__file__).parent / "fixtures" / "lheo-2.3-horodatage.xml"
+    text = fixture.read_text(encoding="utf-8")
+    first = tmp_path / "export-1.xml"
+    first.write_text(text, encoding="utf-8")
+    loaded = load_snapshot(first, source="occ", config=CONFIG, db_url=url, workers=0)
+    assert loaded.formations_valid == 1 and loaded.sessions_inserted > 0
+
+    second = tmp_path / "export-2.xml"
+    second.write_text(text.replace("2026-12-02T23:00:00Z", "2026-12-03T23:00:00Z"), "utf-8")
+    again = load_snapshot(second, source="occ", config=CONFIG, db_url=url, workers=0)
+    assert again.counts["formations_unchanged"] == 1
+    assert again.status == "noop"
+
+    third = tmp_path / "export-3.xml"
+    third.write_text(text.replace("17:03:05.250", "18:03:05.250"), "utf-8")
+    modified = load_snapshot(third, source="occ", config=CONFIG, db_url=url, workers=0)
+    assert modified.counts["formations_unchanged"] == 0

@@ -17,6 +17,7 @@ memory of the loader and of its workers stays flat.
 from __future__ import annotations
 
 import hashlib
+import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -25,10 +26,21 @@ from dataclasses import dataclass
 from lxml import etree
 
 
+# LHEO 2.3's `horodatage-export` is the time the flux was written: it changes on every
+# element of every formation each night while nothing else does. No row depends on it (the
+# reader does not extract it), so it is left out of the digest; otherwise a 2.3 source would
+# never have an unchanged formation. `horodatage-modification` stays in: it changes with
+# the content.
+_EXPORT_STAMP = re.compile(rb' horodatage-export="[^"]*"')
+
+
 def formation_digest(element: etree._Element) -> int:
     """Signed 64-bit digest of the formation element as serialised (namespace declaration,
-    attributes, children and text; comments are dropped by the reader's parser)."""
+    attributes but `horodatage-export`, children and text; comments are dropped by the
+    reader's parser)."""
     serialised = etree.tostring(element, with_tail=False)
+    if b"horodatage-export" in serialised:
+        serialised = _EXPORT_STAMP.sub(b"", serialised)
     return int.from_bytes(hashlib.blake2b(serialised, digest_size=8).digest(), "big", signed=True)
 
 
