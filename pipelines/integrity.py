@@ -30,7 +30,12 @@ _RUN_IDS = {
     "organisation": ("first_seen_run_id", "last_seen_run_id"),
     "formation": ("first_seen_run_id", "last_seen_run_id", "closed_run_id"),
     "action": ("first_seen_run_id", "last_seen_run_id", "closed_run_id"),
-    "kairos_session": ("first_seen_run_id", "last_seen_run_id", "closed_run_id"),
+    "kairos_session": (
+        "first_seen_run_id",
+        "last_seen_run_id",
+        "closed_run_id",
+        "formation_rejected_run_id",
+    ),
     "recruitment_slot": ("first_seen_run_id", "last_seen_run_id", "closed_run_id"),
     "kairos_session_version": ("valid_from_run_id", "valid_to_run_id"),
     "recruitment_slot_version": ("valid_from_run_id", "valid_to_run_id"),

@@ -325,18 +325,22 @@ class _Stager:
             "stg_action": ("seq", *ACTION_COLUMNS),
             "stg_session": ("seq", *SESSION_COLUMNS),
             "stg_slot": STAGED_SLOT_COLUMNS,
-            "stg_formation_digest": (
+            "stg_formation_seen": (
                 "carif_formation_numero",
                 "digest",
-                "unchanged",
+                "state",
                 "seq",
                 "organisations",
+                "reason",
             ),
         }
         self.staged = dict.fromkeys(self.buffers, 0)
 
     def add(
-        self, record: Formation | UnchangedFormation, config: SourceConfig, digest: int | None
+        self,
+        record: Formation | UnchangedFormation | QuarantinedRecord,
+        config: SourceConfig,
+        digest: int | None,
     ) -> None:
         buffers = self.buffers
         self.seq = stage_record(buffers, record, digest, config, self.seq)
@@ -433,7 +437,9 @@ def _drop_staging(conn: Connection) -> None:
     for table in (
         "stg_kept_session",
         "stg_kept_formation",
-        "stg_formation_digest",
+        "stg_rejected_formation",
+        "stg_formation_last",
+        "stg_formation_seen",
         "stg_slot",
         "stg_session",
         "stg_action",
@@ -466,8 +472,12 @@ def _run_named(
 
 
 def _needless_dedupe(name: str, counts: dict[str, int]) -> bool:
-    """A slot can only lose its session when a duplicate session occurrence was dropped."""
-    return name == "orphan_slots" and counts.get("duplicate_sessions") == 0
+    """A slot can only lose its session when a session occurrence was dropped."""
+    return (
+        name == "orphan_slots"
+        and counts.get("duplicate_sessions") == 0
+        and counts.get("superseded_sessions") == 0
+    )
 
 
 @contextmanager
@@ -561,7 +571,7 @@ def _quarantine(
                 "run_id": run_id,
                 "source": source,
                 "file": record.file,
-                "record_kind": "formation",
+                "record_kind": record.kind,
                 "record_key": record.numero,
                 "line": record.line,
                 "path": record.path,
@@ -898,6 +908,8 @@ def _load_in_transaction(
             )
             read, valid, rejected = counts.formations, counts.valid, counts.quarantined
             unchanged = counts.unchanged
+            entry.counts["formations_misplaced"] = counts.misplaced
+            entry.counts["elements_quarantined"] = counts.elements
             entry.counts["load_workers"] = workers
         else:
             for record in reader:
@@ -905,11 +917,12 @@ def _load_in_transaction(
                     quarantined.append(record)
                     if len(quarantined) >= 1000:
                         _quarantine(conn, quarantined, entry.run_id, source, stamp)
-                else:
-                    stager.add(record, config, reader.last_digest)
+                stager.add(record, config, reader.last_digest)
             counted = reader.counts
             read, valid, rejected = counted["formations"], counted["valid"], counted["quarantined"]
             unchanged = counted["unchanged"]
+            entry.counts["formations_misplaced"] = counted["misplaced"]
+            entry.counts["elements_quarantined"] = counted["elements"]
         stager.flush()
         if unchanged:
             entry.counts["organisations_of_unchanged_formations"] = restage_organisations(
@@ -922,7 +935,12 @@ def _load_in_transaction(
         entry.counts["formations_unchanged"] = unchanged
 
     entry.counts["seconds_read_map_stage"] = round(time.perf_counter() - started, 3)
-    params: dict[str, Any] = {"source": source, "run_id": entry.run_id, "now": stamp}
+    params: dict[str, Any] = {
+        "source": source,
+        "run_id": entry.run_id,
+        "now": stamp,
+        "today": now.date().isoformat(),  # ISO text: a DATE on PostgreSQL, as SQLite stores it
+    }
     started = time.perf_counter()
     with _timed(entry, "index_dedupe_staging"):
         for _, statement in _statements(read_sql("load/index_staging.sql")):
@@ -938,10 +956,13 @@ def _load_in_transaction(
         entry.counts.update(
             _run_named(conn, "load/dedupe_staging.sql", params, skip=_needless_dedupe)
         )
+        entry.counts["duplicate_formations"] = int(
+            conn.execute(text(read_sql("load/count_duplicate_formations.sql"))).scalar_one()
+        )
     with _timed(entry, "kept_rows_close_guard"):
         for _, statement in _statements(read_sql("load/kept_rows.sql")):
             conn.execute(text(statement), params)
-        _analyze(conn, "stg_kept_formation", "stg_kept_session")
+        _analyze(conn, "stg_kept_formation", "stg_kept_session", "stg_rejected_formation")
         if full_snapshot:
             check_close_share(conn, source, config.max_close_share, entry.run_id)
     apply_staged(conn, entry, params, full_snapshot=full_snapshot, now=now)
@@ -1001,7 +1022,8 @@ def apply_staged(
             ),
             params,
         ).rowcount
-        kept = bool(entry.counts.get("formations_unchanged"))
+        # Rows to keep open without staging them: formations skipped as unchanged or rejected.
+        kept = bool(entry.counts.get("formations_unchanged") or entry.formations_quarantined)
         f_updated, f_inserted, f_closed = upsert_entity(
             conn, "formation", params, close=full_snapshot, kept=kept
         )
@@ -1022,7 +1044,14 @@ def apply_staged(
     )
     entry.sessions_unchanged = int(staged_sessions) - inserted - updated + kept_sessions
     entry.counts["sessions_of_unchanged_formations"] = kept_sessions
-    if updated + closed:
+    with _timed(entry, "rejected_formations"):
+        marks = _run_named(conn, "load/mark_rejected_formations.sql", params)
+        rejected = conn.execute(text(read_sql("load/count_rejected_sessions.sql")), params).one()
+    entry.counts.update(marks)
+    entry.counts["sessions_of_rejected_formations"] = int(rejected.sessions)
+    entry.counts["rejected_formations_keeping_sessions"] = int(rejected.formations)
+    entry.counts["sessions_of_unchanged_formations"] = kept_sessions - int(rejected.sessions)
+    if updated + closed + sum(marks.values()):
         _analyze(conn, SESSION_STATS)  # run-id distributions moved: history joins on them
     with _timed(entry, "slots"):
         for _, statement in _statements(read_sql("load/resolve_slot_sessions.sql")):
@@ -1059,6 +1088,7 @@ def apply_staged(
     )
     changed = (
         inserted
+        + sum(marks.values())
         + updated
         + closed
         + s_inserted

@@ -50,8 +50,10 @@ STAGING_TABLES = (
     "stg_action",
     "stg_session",
     "stg_slot",
-    "stg_formation_digest",
+    "stg_formation_seen",
 )
+# stg_formation_seen.state: what the load did with one occurrence of a formation key.
+READ, UNCHANGED, REJECTED = 0, 1, 2
 BLOCK_FORMATIONS = 32  # formations per work unit: small enough to interleave, big enough to batch
 SEQ_SHIFT = 24  # a block's rows are numbered from block << 24 (16 M rows per block at most)
 GET_POLL_SECONDS = 0.5
@@ -89,26 +91,63 @@ def stage_mapped(buffers: Buffers, mapped: MappedFormation, seq: int) -> int:
 
 def stage_record(
     buffers: Buffers,
-    record: Formation | UnchangedFormation,
+    record: Formation | UnchangedFormation | QuarantinedRecord,
     digest: int | None,
     config: SourceConfig,
     seq: int,
 ) -> int:
-    """Stage one valid formation and its digest row (stg_formation_digest: numero, digest,
-    unchanged, seq, organisations). An unchanged formation stages only that row: its rows
-    stay in the database and its organisations come back from formation_digest
-    (pipelines/load.py). Returns the last `seq` used."""
+    """Stage one formation occurrence, in document order: its rows when it was read, and in
+    every case its row of stg_formation_seen (key, digest, state, seq, organisations), from
+    which the load knows which occurrence of a key is the last (the one that wins), which
+    formations keep their rows (unchanged or rejected) and which digests to remember. An
+    unchanged formation stages only that row: its rows stay in the database and its
+    organisations come back from formation_digest (pipelines/load.py). A rejected one
+    (quarantined) stages only that row too, under its numero ('' when it has none).
+    Returns the last `seq` used."""
     if isinstance(record, UnchangedFormation):
         seq += 1
-        buffers["stg_formation_digest"].append((record.numero, record.digest, 1, seq, None))
+        buffers["stg_formation_seen"].append(
+            (record.numero, record.digest, UNCHANGED, seq, None, None)
+        )
+        return seq
+    if isinstance(record, QuarantinedRecord):
+        if record.kind != "formation":
+            return seq  # an element that is not a formation keeps nothing
+        seq += 1
+        buffers["stg_formation_seen"].append(
+            (record.numero or "", None, REJECTED, seq, None, rejection_summary(record))
+        )
         return seq
     mapped = map_formation(record, config)
     first = seq + 1
     seq = stage_mapped(buffers, mapped, seq)
-    if record.numero and digest is not None:
-        organisations = json.dumps([list(row) for row in mapped.organisations])
-        buffers["stg_formation_digest"].append((record.numero, digest, 0, first, organisations))
+    numbered = bool(record.numero) and digest is not None
+    organisations = json.dumps([list(row) for row in mapped.organisations]) if numbered else None
+    buffers["stg_formation_seen"].append(
+        (
+            mapped.formation.carif_formation_numero,
+            digest if numbered else None,
+            READ,
+            first,
+            organisations,
+            None,
+        )
+    )
     return seq
+
+
+def rejection_summary(record: QuarantinedRecord, limit: int = 400) -> str:
+    """The first reason a formation was rejected, `path: message`, and how many more: what
+    its sessions carry while it stays rejected (the schema messages name elements and
+    lengths, never a person's data: docs/reader.md)."""
+    if not record.reasons:
+        return "rejected"
+    first = record.reasons[0]
+    text = f"{first.path}: {first.message}" if first.path else first.message
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    more = len(record.reasons) - 1
+    return f"{text} (+{more} autre(s) motif(s))" if more else text
 
 
 def copy_escape(value: str) -> str:
@@ -214,8 +253,7 @@ def _worker(
                     seq = block << SEQ_SHIFT
                 if isinstance(record, QuarantinedRecord):
                     quarantined.append(record)
-                else:
-                    seq = stage_record(buffers, record, reader.last_digest, config, seq)
+                seq = stage_record(buffers, record, reader.last_digest, config, seq)
             if current is not None:
                 emit()
             _put(out, ("done", dict(reader.counts)))
@@ -239,6 +277,8 @@ class ParallelCounts:
     valid: int = 0
     quarantined: int = 0
     unchanged: int = 0
+    misplaced: int = 0
+    elements: int = 0
 
 
 def _get(pipe: Connection, process: BaseProcess) -> tuple[str, Any]:
@@ -324,6 +364,8 @@ def stream_parallel(
                 counts.valid += value["valid"]
                 counts.quarantined += value["quarantined"]
                 counts.unchanged += value["unchanged"]
+                counts.misplaced += value["misplaced"]
+                counts.elements += value["elements"]
                 continue
             if value.number != expected or len(finished):
                 raise RuntimeError(

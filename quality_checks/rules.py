@@ -116,6 +116,7 @@ class Rule:
             date=format_date(row.get("detail_date")),
             fields=fields,
             slot=MODALITY_LABELS.get(modality, modality or "modalité"),
+            reason=key,
         )
 
     def full_message(self, row: Mapping[str, Any]) -> str:

@@ -219,7 +219,9 @@ def test_a_repeated_session_keeps_only_its_last_occurrences_slots(db: str, tmp_p
     # A full read (no formation skipped as unchanged: both occurrences are staged).
     load_snapshot(repeated, source="occ", config=CONFIG, db_url=db, fast_path=False)
     counts = json.loads(last_ledger(db).counts_json)
-    assert counts["duplicate_sessions"] > 0 and counts["orphan_slots"] > 0
+    # The earlier copy of the formation is superseded whole, its sessions' slots with it.
+    assert counts["duplicate_formations"] == 1
+    assert counts["superseded_sessions"] > 0 and counts["orphan_slots"] > 0
     # The earlier occurrence's extra slot went with it; nothing else changed.
     assert scalar(db, "SELECT COUNT(*) FROM recruitment_slot WHERE start_time = '07h05'") == 0
     assert scalar(db, "SELECT COUNT(*) FROM recruitment_slot WHERE closed_at IS NULL") == slots

@@ -159,6 +159,8 @@ def test_bad_records_are_quarantined_and_the_file_goes_on(tmp_path: Path) -> Non
         "valid": 60 - len(stats.invalid_numeros),
         "quarantined": len(stats.invalid_numeros),
         "unchanged": 0,  # no known digests given: nothing skipped
+        "misplaced": 0,
+        "elements": 0,
     }
     assert len(valid) == counts["valid"]
     lines = path.read_text(encoding="utf-8").splitlines()

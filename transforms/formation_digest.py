@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-
 # LHEO 2.3's `horodatage-export` is the time the flux was written: it changes on every
 # element of every formation each night while nothing else does. No row depends on it (the
 # reader does not extract it), so it is left out of the digest; otherwise a 2.3 source would

@@ -46,7 +46,9 @@ from typing import NamedTuple, TypeVar
 from stdnum.fr import siret as stdnum_siret
 
 from pipelines.config import GuichetUniqueMatcher, SourceConfig
+from transforms.departement import derive_departement
 from transforms.lheo_dates import LheoDate
+from transforms.placeholders import is_placeholder
 from transforms.records import (
     MODALITY_CANDIDATURE,
     MODALITY_ICO,
@@ -145,6 +147,10 @@ class SessionRow(NamedTuple):
     modalites_entrees_sorties: int | None
     recruitment_text: str | None
     etat_recrutement: int | None
+    # periode-inscription: registration may stay open after the start (first/last day, raw).
+    registration_debut: str | None
+    registration_fin: str | None
+    registration_raw: str | None
     debut: str | None
     debut_raw: str | None
     debut_precision: str | None
@@ -163,6 +169,12 @@ class SessionRow(NamedTuple):
     funded_places_total: int | None
     # The offer's page (first `url-action/urlweb`): where the Region's officer reads it.
     action_url: str | None
+    # Text columns holding a placeholder (`-`, `Non renseigné`…; transforms/placeholders.py),
+    # comma-separated: kept as written, counted as missing by the quality checks.
+    placeholder_fields: str | None
+    # Information meetings the offer announces without a date (`00000000` in
+    # date-information, an ICO recrutement without a known date): no slot, a visible fact.
+    undated_ico_count: int
     content_hash: str
 
 
@@ -251,11 +263,15 @@ def guichet_unique_matcher(
 def _address_json(address: Address | None) -> dict[str, object] | None:
     if address is None:
         return None
+    departement, found_in = derive_departement(
+        address.departement, address.insee_commune, address.postal_code
+    )
     return {
         "lines": list(address.lines),
         "postal_code": address.postal_code,
         "city": address.city,
-        "departement": address.departement,
+        "departement": departement,  # the element, else derived (transforms/departement.py)
+        "departement_from": found_in,
         "insee_commune": address.insee_commune,
     }
 
@@ -373,14 +389,23 @@ def formation_key(formation: Formation) -> tuple[str, bool]:
     ], True
 
 
-def _slot_values(action: Action, session: Session) -> list[tuple[object, ...]]:
-    """The fields of a session's SlotRows after `dispensateur_siret` (hash excluded): they
-    do not depend on the dispensateur, so they are computed once per LHEO session.
+def _dated(day: LheoDate | None) -> bool:
+    """A date a meeting can be held on: a day, a month or a year, not `00000000`."""
+    return day is not None and day.first_day is not None
+
+
+def _slot_values(action: Action, session: Session) -> tuple[list[tuple[object, ...]], int]:
+    """The fields of a session's SlotRows after `dispensateur_siret` (hash excluded), and
+    the number of information meetings announced without a date. They do not depend on the
+    dispensateur, so they are computed once per LHEO session.
 
     `slot_key` is stable within (session, origin): `rec:<modality>:<debut raw>:<start time>`
     for a 2.3 recrutement, `info:<date raw>` for a date-information; a repeated key gets
-    `#2`, `#3`… in document order."""
+    `#2`, `#3`… in document order. An ICO without a usable date (`00000000` — every
+    date-information of the real 2.2 corpus is that — or an impossible date) is not a
+    meeting anyone can book: no slot, only the count."""
     values: list[tuple[object, ...]] = []
+    undated = 0
     used: dict[str, int] = {}
 
     def key(base: str) -> str:
@@ -391,6 +416,9 @@ def _slot_values(action: Action, session: Session) -> list[tuple[object, ...]]:
     for recruitment in session.recrutements:
         debut = recruitment.period.debut if recruitment.period else None
         fin = recruitment.period.fin if recruitment.period else None
+        if recruitment.modality == MODALITY_ICO and not _dated(debut):
+            undated += 1
+            continue
         starts_on, starts_raw, _ = _date(debut, last=False)
         ends_on, ends_raw, _ = _date(fin, last=True)
         address = recruitment.address
@@ -418,6 +446,9 @@ def _slot_values(action: Action, session: Session) -> list[tuple[object, ...]]:
         )
     info = action.information_address
     for day in action.information_dates:
+        if not _dated(day):
+            undated += 1
+            continue
         on, raw, _ = _date(day, last=False)
         values.append(
             (
@@ -439,7 +470,26 @@ def _slot_values(action: Action, session: Session) -> list[tuple[object, ...]]:
                 None,
             )
         )
-    return values
+    return values, undated
+
+
+def _placeholder_fields(formation: Formation, place: tuple[object, ...]) -> str | None:
+    """The screen 1 and 3 texts that hold a placeholder (transforms/placeholders.py) rather
+    than nothing at all: the raw text stays in its column, the checks count it missing."""
+    _name, _lines, postal_code, city, _departement = place
+    found = [
+        name
+        for name, value in (
+            ("intitule", formation.intitule),
+            ("main_formacode", formation.main_formacode),
+            ("objectif", formation.objectif),
+            ("contenu", formation.contenu),
+            ("place_postal_code", postal_code),
+            ("place_city", city),
+        )
+        if isinstance(value, str) and value.strip() and is_placeholder(value)
+    ]
+    return ",".join(found) or None
 
 
 def _dispensateur_columns(
@@ -469,6 +519,16 @@ def _dispensateur_columns(
     )
     places_json = json.dumps(list(owner.places), ensure_ascii=False, separators=(",", ":"))
     return siret_is_valid(owner.siret), reason, place, places_json
+
+
+def _registration(session: Session) -> tuple[str | None, str | None, str | None]:
+    """`periode-inscription` as (first day, last day, raw `debut-fin`)."""
+    period = session.registration_period
+    if period is None:
+        return None, None, None
+    debut, debut_raw, _ = _date(period.debut, last=False)
+    fin, fin_raw, _ = _date(period.fin, last=True)
+    return debut, fin, f"{debut_raw or ''}-{fin_raw or ''}"
 
 
 def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation:
@@ -523,7 +583,8 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
         ):
             debut, debut_raw, debut_precision = _date(session.period.debut, last=False)
             fin, fin_raw, fin_precision = _date(session.period.fin, last=True)
-            slot_values = _slot_values(action, session)
+            registration = _registration(session)
+            slot_values, undated_icos = _slot_values(action, session)
             for owner, (siret_valid, reason, place, places_json) in zip(
                 owners, delivered, strict=True
             ):
@@ -558,6 +619,7 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         action.modalites_entrees_sorties,
                         action.recruitment_text,
                         session.etat_recrutement,
+                        *registration,
                         debut,
                         debut_raw,
                         debut_precision,
@@ -569,6 +631,8 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         funders_json,
                         funded_total,
                         action.urls[0] if action.urls else None,
+                        _placeholder_fields(formation, place),
+                        undated_icos,
                     )
                 )
                 slots.extend(

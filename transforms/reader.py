@@ -136,11 +136,12 @@ class OfferReader:
     ) -> None:
         self.path = Path(path)
         self.source = source
-        # (index, count, block): validate and extract only the formations of blocks
-        # `block_number % count == index` (block = `block` consecutive formations); the others
-        # are parsed and dropped. Used by the parallel load, one shard per worker process.
-        # `counts["formations"]` still counts every formation; `position` is the 0-based
-        # document index of the formation last yielded.
+        # (index, count, block): validate and extract only the items of blocks
+        # `block_number % count == index` (block = `block` consecutive items: formations, and
+        # the elements under <offres> that are not read, quarantined in document order); the
+        # others are parsed and dropped. Used by the parallel load, one shard per worker.
+        # `counts` still counts every formation; `position` is the 0-based document index of
+        # the item last yielded.
         self.shard = shard
         self.position = -1
         # With `digests` (transforms/formation_digest.py), every formation's digest is
@@ -150,9 +151,21 @@ class OfferReader:
         # is hashed.
         self.digests = digests
         self.last_digest: int | None = None
-        self.counts = {"formations": 0, "valid": 0, "quarantined": 0, "unchanged": 0}
+        # `misplaced`: formations found where LHEO never puts them (quarantined, counted in
+        # `formations` and `quarantined` too); `elements`: elements under <offres> that are
+        # not formations (quarantined, not counted as formations).
+        self.counts = {
+            "formations": 0,
+            "valid": 0,
+            "quarantined": 0,
+            "unchanged": 0,
+            "misplaced": 0,
+            "elements": 0,
+        }
+        self._items = 0
         self._stream: IO[bytes] | None = None
         self._lheo_version: LheoVersion | None = None
+        self._parser: Any = None  # the iterparse object: its `root` once the file is read
         self._events: Iterator[tuple[str, Any]] | None = None
         self._done = False
 
@@ -171,22 +184,21 @@ class OfferReader:
 
     def open(self) -> None:
         """Open the file and check its root (version, namespace, no DOCTYPE) before streaming."""
-        self._lheo_version = self._check_root(self._peek_root())
+        self._lheo_version = self._check_root(*self._peek_root())
         self._stream = self._open_stream()
-        self._events = iter(
-            etree.iterparse(
-                self._stream,
-                events=("end",),
-                # Any namespace: a formation of another LHEO version is refused, not skipped.
-                tag="{*}formation",
-                resolve_entities=False,
-                no_network=True,
-                load_dtd=False,
-                huge_tree=False,
-                remove_comments=True,
-                remove_pis=True,
-            )
+        self._parser = etree.iterparse(
+            self._stream,
+            events=("end",),
+            # Any namespace: a formation of another LHEO version is refused, not skipped.
+            tag="{*}formation",
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
         )
+        self._events = iter(self._parser)
 
     def _open_stream(self) -> IO[bytes]:
         try:
@@ -203,11 +215,13 @@ class OfferReader:
             return cast(IO[bytes], gzip.open(self.path, "rb"))
         return raw
 
-    def _peek_root(self) -> etree._Element:
-        """Parse only up to the root's start tag: cheap, and refuses non-LHEO files early."""
+    def _peek_root(self) -> tuple[etree._Element, etree._Element | None]:
+        """Parse only up to the start tag of the root's first child: cheap, and refuses
+        non-LHEO files (and an `<offres>` of a foreign namespace) early."""
         parser = etree.XMLPullParser(
-            events=("start",), resolve_entities=False, no_network=True, load_dtd=False
+            events=("start", "end"), resolve_entities=False, no_network=True, load_dtd=False
         )
+        root: etree._Element | None = None
         with self._open_stream() as stream:
             try:
                 while True:
@@ -216,12 +230,23 @@ class OfferReader:
                         parser.close()  # raises on an empty or unfinished prolog
                         break
                     parser.feed(chunk)
-                    for _event, element in parser.read_events():
-                        return cast(etree._Element, element)
+                    for event, element in parser.read_events():
+                        if root is None:
+                            root = cast(etree._Element, element)
+                        elif event == "start":
+                            return root, cast(etree._Element, element)
+                        elif element is root:  # the root ended without a child
+                            return root, None
             except etree.XMLSyntaxError as exc:
-                raise DocumentError(self.path, self._syntax_message(exc)) from exc
+                if root is None:
+                    raise DocumentError(self.path, self._syntax_message(exc)) from exc
+                # The root's own checks (namespace, DOCTYPE) speak first; the syntax error is
+                # met again, with its line, when the document is streamed.
+                return root, None
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise DocumentError(self.path, f"truncated or corrupt gzip stream ({exc})") from exc
+        if root is not None:
+            return root, None
         raise DocumentError(self.path, "not an XML document: no root element")
 
     def close(self) -> None:
@@ -270,7 +295,7 @@ class OfferReader:
         where = f" at line {line}" if line else ""
         return f"{kind}{where}: {text}"
 
-    def _check_root(self, root: etree._Element) -> LheoVersion:
+    def _check_root(self, root: etree._Element, first: etree._Element | None) -> LheoVersion:
         docinfo = root.getroottree().docinfo
         if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None:
             raise DocumentError(
@@ -291,7 +316,33 @@ class OfferReader:
             raise DocumentError(
                 self.path, f"root element is <{qname.localname}>, expected <lheo> ({version})"
             )
+        if first is None:
+            return version  # an empty root: the stream says what is wrong with it
+        child = etree.QName(first)
+        if child.namespace != qname.namespace:
+            # `<offres xmlns="urn:other">` would otherwise read as an empty snapshot.
+            raise DocumentError(self.path, self._foreign(first, version))
+        if child.localname != "offres":
+            raise DocumentError(
+                self.path,
+                f"<{child.localname}> at line {source_line(first)} where LHEO {version} puts "
+                "<offres> (the first element under <lheo>)",
+            )
         return version
+
+    @staticmethod
+    def _foreign(element: etree._Element, version: LheoVersion) -> str:
+        """The message refusing a document for an element of another namespace."""
+        qname = etree.QName(element)
+        where = (
+            f"<{qname.localname}> in namespace {qname.namespace!r} at line {source_line(element)}"
+        )
+        if qname.namespace in NAMESPACES:
+            return f"mixed LHEO versions: {where} of a LHEO {version} document"
+        return (
+            f"foreign namespace: {where} of a LHEO {version} document (expected "
+            f"{NAMESPACE_OF[version]!r}); mixed or foreign namespaces below <lheo> are refused"
+        )
 
     # -- iteration -------------------------------------------------------------------
     def __iter__(self) -> Iterator[Formation | QuarantinedRecord | UnchangedFormation]:
@@ -305,30 +356,64 @@ class OfferReader:
         wrapper = etree.Element(f"{{{namespace}}}lheo", nsmap={None: namespace})  # type: ignore[dict-item]
         offres = etree.SubElement(wrapper, f"{{{namespace}}}offres")
         extractor = _Extractor(namespace, version)
-        shard = self.shard
 
+        offres_tag = f"{{{namespace}}}offres"
+        formation_tag = f"{{{namespace}}}formation"
+        strays = _Strays(self, namespace, version)
         element = self._next_event()
         while element is not None:
             parent = element.getparent()
-            expected_parent = parent is not None and parent.tag == f"{{{namespace}}}offres"
-            if expected_parent and element.tag != f"{{{namespace}}}formation":
-                raise DocumentError(
-                    self.path,
-                    f"mixed LHEO versions: <formation> in namespace "
-                    f"{etree.QName(element).namespace!r} at line {source_line(element)} of a "
-                    f"LHEO {version} document",
-                )
-            if expected_parent:
-                index = self.counts["formations"]
+            if parent is not None and parent.tag == offres_tag:
+                if element.tag != formation_tag:
+                    raise DocumentError(self.path, self._foreign(element, version))
+                # Elements met under <offres> before this formation (formations read
+                # before it were moved out of the tree): not formations, quarantined.
+                for stray in strays.under_offres(parent, until=element):
+                    if self._take(stray):
+                        yield stray
                 self.counts["formations"] += 1
-                if shard is None or (index // shard[2]) % shard[1] == shard[0]:
-                    self.position = index
+                if self._mine():
                     yield self._check_one(element, offres, schema, extractor)
                 else:
-                    cast(etree._Element, parent).remove(element)
+                    parent.remove(element)
                     element.clear()
+            elif not _inside_formation(element):
+                # A formation where LHEO never puts one (inside an unknown element under
+                # <offres>, or outside <offres>): not read, quarantined with its place.
+                for stray in strays.misplaced(element):
+                    if self._take(stray):
+                        yield stray
+            # else: inside another formation's content (an `extra` holds anything): it is
+            # that formation's business, validated and read with it.
             element = self._next_event()
+        root = self._parser.root if self._parser is not None else None
+        for stray in strays.at_end(root):
+            if self._take(stray):
+                yield stray
         self._done = True
+
+    def _take(self, record: QuarantinedRecord) -> bool:
+        """Count a record the reader could not read; True when this shard yields it."""
+        if record.kind == "formation":
+            self.counts["formations"] += 1  # every shard counts every formation
+        if not self._mine():
+            return False
+        if record.kind == "formation":
+            self.counts["quarantined"] += 1
+            self.counts["misplaced"] += 1
+        else:
+            self.counts["elements"] += 1
+        return True
+
+    def _mine(self) -> bool:
+        """Take the next document item: True when this reader's shard yields it."""
+        index = self._items
+        self._items += 1
+        shard = self.shard
+        if shard is None or (index // shard[2]) % shard[1] == shard[0]:
+            self.position = index
+            return True
+        return False
 
     def _check_one(
         self,
@@ -376,6 +461,124 @@ class OfferReader:
         finally:
             offres.remove(element)
             element.clear()
+
+
+def _inside_formation(element: etree._Element) -> bool:
+    """Whether `element` lies inside a formation's content (an `extra` takes any content)."""
+    return any(
+        isinstance(a.tag, str) and a.tag.endswith("}formation") for a in element.iterancestors()
+    )
+
+
+class _Strays:
+    """What the reader finds where LHEO puts only formations and is not a formation it
+    reads: an element under `<offres>` that is not a `formation` (e.g. `<lot>`), and a
+    formation inside such an element or outside `<offres>`. Each becomes a
+    `QuarantinedRecord` with its line and path, in document order, and leaves the tree
+    (memory stays bounded). An element of another namespace refuses the document. LHEO's
+    own `extras` (regional extensions) is allowed under `<offres>` and `<lheo>`."""
+
+    def __init__(self, reader: OfferReader, namespace: str, version: LheoVersion) -> None:
+        self.reader = reader
+        self.ns = namespace
+        self.version = version
+        self.offres_tag = f"{{{namespace}}}offres"
+        # Containers already reported (their formations were quarantined one by one).
+        self.reported: list[etree._Element] = []
+
+    def _record(
+        self, kind: str, element: etree._Element, path: str, message: str
+    ) -> QuarantinedRecord:
+        line = source_line(element)
+        return QuarantinedRecord(
+            source=self.reader.source,
+            file=str(self.reader.path),
+            numero=element.get("numero"),
+            line=line,
+            reasons=(Rejection(line=line, path=path, message=message),),
+            kind=kind,
+        )
+
+    def _check_namespace(self, element: etree._Element) -> None:
+        if etree.QName(element).namespace != self.ns:
+            raise DocumentError(self.reader.path, OfferReader._foreign(element, self.version))
+
+    def _is_reported(self, element: etree._Element) -> bool:
+        return any(element is container for container in self.reported)
+
+    def _stray(self, child: etree._Element, under_offres: bool) -> Iterator[QuarantinedRecord]:
+        if not isinstance(child.tag, str) or self._is_reported(child):
+            return
+        self._check_namespace(child)
+        local = etree.QName(child).localname
+        if local == "extras":
+            return
+        where = "under <offres>" if under_offres else "under <lheo>, outside <offres>"
+        yield self._record(
+            "element",
+            child,
+            f"/{local}" if under_offres else f"/lheo/{local}",
+            f"element <{local}> at line {source_line(child)} {where} is not a formation: it "
+            "was not read (LHEO puts only <formation> and <extras> there)",
+        )
+
+    def under_offres(
+        self, offres: etree._Element, *, until: etree._Element | None
+    ) -> Iterator[QuarantinedRecord]:
+        """The children of `offres` before `until` (every child when None), then removed."""
+        for child in list(offres):
+            if child is until:
+                break
+            yield from self._stray(child, under_offres=True)
+            offres.remove(child)
+
+    def misplaced(self, formation: etree._Element) -> Iterator[QuarantinedRecord]:
+        """A formation not directly under `<offres>`: its container (once), then itself."""
+        steps = [etree.QName(formation).localname]
+        node = formation
+        parent = node.getparent()
+        while (
+            parent is not None and parent.tag != self.offres_tag and parent.getparent() is not None
+        ):
+            node = parent
+            steps.append(etree.QName(node).localname)
+            parent = node.getparent()
+        under_offres = parent is not None and parent.tag == self.offres_tag
+        self._check_namespace(formation)
+        self._check_namespace(node)
+        path = ("/" if under_offres else "/lheo/") + "/".join(reversed(steps))
+        if node is not formation and not self._is_reported(node):
+            yield from self._stray(node, under_offres)
+            self.reported.append(node)
+        container = etree.QName(node).localname
+        where = (
+            f"inside <{container}> (line {source_line(node)}) under <offres>"
+            if under_offres and node is not formation
+            else "outside <offres>"
+        )
+        yield self._record(
+            "formation",
+            formation,
+            path,
+            f"formation {where}, where LHEO never puts formations: it was not read, and its "
+            "KAIROS sessions are kept as last loaded",
+        )
+        holder = formation.getparent()
+        if holder is not None:
+            holder.remove(formation)
+        formation.clear()
+
+    def at_end(self, root: etree._Element | None) -> Iterator[QuarantinedRecord]:
+        """Once the document is read: what is left under `<offres>` and `<lheo>`."""
+        if root is None:
+            return
+        for child in list(root):
+            if not isinstance(child.tag, str):
+                continue
+            if child.tag == self.offres_tag:
+                yield from self.under_offres(child, until=None)
+            else:
+                yield from self._stray(child, under_offres=False)
 
 
 def read_offers(

@@ -206,13 +206,18 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class QuarantinedRecord:
-    """A `formation` that failed the schema: kept with every reason, never loaded."""
+    """A record that was not read: kept with every reason, never loaded.
+
+    `kind` is `formation` (a formation that failed the schema, or one found where LHEO never
+    puts formations, e.g. inside an unknown element under `<offres>`) or `element` (an
+    element under `<offres>` that is not a formation)."""
 
     source: str | None
     file: str
     numero: str | None
     line: int | None
     reasons: tuple[Rejection, ...] = field(default_factory=tuple)
+    kind: str = "formation"
 
     @property
     def path(self) -> str:

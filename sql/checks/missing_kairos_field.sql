@@ -4,7 +4,9 @@
 -- formation; 4 financeur. Corrections are made upstream in the CARIF-OREF tool (seed 002:
 -- "Toutes les corrections … sont à réaliser via le CARIF OREF").
 -- detail_key: the missing fields, comma-separated, in screen order (|| works on both
--- PostgreSQL and SQLite). Blank text counts as missing; a duration of 0 h too.
+-- PostgreSQL and SQLite). Blank text counts as missing, and so does a placeholder (`-`,
+-- `.`, `Non renseigné`, `NR`: the loader lists such columns in placeholder_fields,
+-- transforms/placeholders.py, keeping the text as written); a duration of 0 h too.
 -- `{batch}` = kairos_session.
 SELECT
     kairos_session_id,
@@ -28,23 +30,33 @@ FROM (
         s.dispensateur_siret,
         s.mandataire_siret,
         s.place_departement AS departement,
-        CASE WHEN TRIM(COALESCE(s.intitule, '')) = '' THEN 'intitule,' ELSE '' END
-        || CASE WHEN TRIM(COALESCE(s.main_formacode, '')) = '' THEN 'formacode,' ELSE '' END
-        || CASE WHEN TRIM(COALESCE(s.objectif, '')) = '' THEN 'objectif,' ELSE '' END
-        || CASE WHEN TRIM(COALESCE(s.contenu, '')) = '' THEN 'contenu,' ELSE '' END
+        CASE WHEN TRIM(COALESCE(s.intitule, '')) = ''
+                  OR s.placeholders LIKE '%,intitule,%' THEN 'intitule,' ELSE '' END
+        || CASE WHEN TRIM(COALESCE(s.main_formacode, '')) = ''
+                     OR s.placeholders LIKE '%,main_formacode,%' THEN 'formacode,' ELSE '' END
+        || CASE WHEN TRIM(COALESCE(s.objectif, '')) = ''
+                     OR s.placeholders LIKE '%,objectif,%' THEN 'objectif,' ELSE '' END
+        || CASE WHEN TRIM(COALESCE(s.contenu, '')) = ''
+                     OR s.placeholders LIKE '%,contenu,%' THEN 'contenu,' ELSE '' END
         || CASE WHEN COALESCE(s.duration_hours, 0) <= 0 THEN 'duree,' ELSE '' END
         || CASE WHEN s.debut IS NULL THEN 'debut,' ELSE '' END
         || CASE WHEN s.fin IS NULL THEN 'fin,' ELSE '' END
         || CASE
-               WHEN TRIM(COALESCE(s.place_city, '')) = ''
-                AND TRIM(COALESCE(s.place_postal_code, '')) = ''
+               WHEN (TRIM(COALESCE(s.place_city, '')) = ''
+                     OR s.placeholders LIKE '%,place_city,%')
+                AND (TRIM(COALESCE(s.place_postal_code, '')) = ''
+                     OR s.placeholders LIKE '%,place_postal_code,%')
                THEN 'lieu,'
                ELSE ''
            END
         || CASE WHEN COALESCE(s.funders_json, '[]') = '[]' THEN 'financeur,' ELSE '' END
         AS missing
-    FROM {batch} s
-    WHERE s.closed_at IS NULL
-      AND (s.fin IS NULL OR s.fin >= :as_of)
+    FROM (
+        -- ',a,b,' so that a LIKE '%,a,%' finds a whole column name
+        SELECT b.*, ',' || COALESCE(b.placeholder_fields, '') || ',' AS placeholders
+        FROM {batch} b
+        WHERE b.closed_at IS NULL
+          AND (b.fin IS NULL OR b.fin >= :as_of)
+    ) s
 ) checked
 WHERE missing <> ''

@@ -8,7 +8,9 @@ DROP TABLE IF EXISTS {temp}.stg_formation;
 DROP TABLE IF EXISTS {temp}.stg_action;
 DROP TABLE IF EXISTS {temp}.stg_session;
 DROP TABLE IF EXISTS {temp}.stg_slot;
-DROP TABLE IF EXISTS {temp}.stg_formation_digest;
+DROP TABLE IF EXISTS {temp}.stg_formation_seen;
+DROP TABLE IF EXISTS {temp}.stg_formation_last;
+DROP TABLE IF EXISTS {temp}.stg_rejected_formation;
 DROP TABLE IF EXISTS {temp}.stg_kept_formation;
 DROP TABLE IF EXISTS {temp}.stg_kept_session;
 CREATE TEMPORARY TABLE stg_organisation AS
@@ -26,14 +28,19 @@ SELECT CAST(0 AS BIGINT) AS seq, CAST(0 AS BIGINT) AS session_seq,
        k.source, k.carif_session_numero, k.dispensateur_siret,
        {slot_columns}
 FROM recruitment_slot, kairos_session AS k WHERE 1 = 0;
--- The valid formations of the snapshot with their digest (transforms/formation_digest.py);
--- unchanged = 1: skipped because a previous load saw the same bytes, its rows stay open;
--- seq: its place in document order; organisations: the JSON of its organisation rows
--- (read formations only: a skipped one's are in formation_digest).
-CREATE TEMPORARY TABLE stg_formation_digest (
+-- Every occurrence of a formation in the snapshot (pipelines/load_parallel.py
+-- stage_record), in document order: its key (numero, derived key, or '' for a rejected
+-- formation without numero), its digest (transforms/formation_digest.py; numbered read and
+-- unchanged formations), state 0 = read and staged, 1 = unchanged (skipped: a previous load
+-- saw the same bytes, its rows stay open), 2 = rejected (quarantined: its rows stay as last
+-- loaded); seq: its place in document order (a read one's first staged row); organisations:
+-- the JSON of its organisation rows (numbered read formations: a skipped one's are in
+-- formation_digest); reason: a rejected one's first reason, `path: message (+n)`.
+CREATE TEMPORARY TABLE stg_formation_seen (
     carif_formation_numero TEXT NOT NULL,
-    digest BIGINT NOT NULL,
-    unchanged INTEGER NOT NULL,
+    digest BIGINT,
+    state INTEGER NOT NULL,
     seq BIGINT NOT NULL,
-    organisations TEXT
+    organisations TEXT,
+    reason TEXT
 );

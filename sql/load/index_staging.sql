@@ -5,4 +5,4 @@ CREATE INDEX stg_session_key ON stg_session (carif_session_numero, dispensateur_
 CREATE INDEX stg_session_seq ON stg_session (seq);
 CREATE INDEX stg_formation_key ON stg_formation (carif_formation_numero);
 CREATE INDEX stg_action_key ON stg_action (carif_action_numero);
-CREATE INDEX stg_formation_digest_kept ON stg_formation_digest (carif_formation_numero, unchanged);
+CREATE INDEX stg_formation_seen_key ON stg_formation_seen (carif_formation_numero, seq);
