@@ -36,6 +36,13 @@ REQUIRED_TRAINING_PLANS: Final = {
         "dd_datefinplanformation",
     )
 }
+# Real exports name the dispensateur columns after the "organisme formateur"; the shorter
+# names of the DOMAIN digest occur too (both accepted, by header name, never by position).
+TRAINING_PLAN_ALIASES: Final = {
+    "dc_siretorganismeformateur": "dc_siretformateur",
+    "dc_lblorganismeorganismeformateur": "dc_lblorganismeformateur",
+    "dc_raisonsocialeorganismeformateur": "dc_raisonsocialeformateur",
+}
 PERSONAL_TRAINING_PLANS: Final = frozenset(
     {
         "c_nomcorrespondance",

@@ -62,6 +62,9 @@ from pipelines.kairos_exports.values import (
     parse_flag,
     parse_siret,
     parse_time,
+    siret_is_valid,
+    siret_problem,
+    siret_text,
 )
 
 log = logging.getLogger(__name__)
@@ -289,7 +292,9 @@ def _open_table(path: Path, kind: str) -> ExportTable:
     if kind == "adherents":
         return open_export(path, required=c.REQUIRED_ADHERENTS)
     if kind == "training-plans":
-        return open_export(path, required=c.REQUIRED_TRAINING_PLANS)
+        return open_export(
+            path, required=c.REQUIRED_TRAINING_PLANS, aliases=c.TRAINING_PLAN_ALIASES
+        )
     return open_export(path, required=c.REQUIRED_APPOINTMENTS, aliases=c.APPOINTMENT_ALIASES)
 
 
@@ -681,6 +686,35 @@ def _link(
 # -- training plans -------------------------------------------------------------------------
 
 
+def _plan_sirets(run: Run, record: Record, errors: LineErrors) -> tuple[str | None, str | None]:
+    """(dispensateur, responsable) SIRETs of a training-plan line, as written.
+
+    `NULL` and `00000000000000` mean no SIRET (real exports have both): the other column is
+    used, as for a blank one (`siret_absent_placeholder` counts them). Fourteen digits
+    failing the check digit are kept, not quarantined: an exact match links the line to a
+    KAIROS session holding that very SIRET (whose own `*_siret_valid` flag keeps it visible
+    to the SIRET check), and an unlinked line is kept as unmatched with it
+    (`siret_check_failed` counts them). A value that is not fourteen digits at all (a
+    shifted column, a phone number) quarantines the line, as does a line with no SIRET."""
+    found: dict[str, str | None] = {}
+    for column in ("dc_siretformateur", "dc_siret"):
+        raw = record.get(column)
+        text = siret_text(raw)
+        if text is None:
+            if raw:
+                run.count("siret_absent_placeholder")
+        elif not (len(text) == 14 and text.isdigit()):
+            errors.add(column, siret_problem(text))
+        elif not siret_is_valid(text):
+            run.count("siret_check_failed")
+        found[column] = text
+    formateur, responsable = found["dc_siretformateur"], found["dc_siret"]
+    if formateur is None and responsable is None and not errors:
+        errors.add("dc_siretformateur", "no SIRET (dc_siretformateur, dc_siret)")
+    return formateur, responsable
+
+
+
 def _load_training_plans(
     run: Run, table: ExportTable, pseudonymiser: Pseudonymiser, as_of: date
 ) -> None:
@@ -700,10 +734,7 @@ def _load_training_plans(
             errors.add(
                 "c_individulocal", "no candidate identifier (c_individulocal, dn_individu_national)"
             )
-        formateur = errors.parse("dc_siretformateur", parse_siret, record.get("dc_siretformateur"))
-        responsable = errors.parse("dc_siret", parse_siret, record.get("dc_siret"))
-        if not (formateur or responsable) and not errors:
-            errors.add("dc_siretformateur", "no SIRET (dc_siretformateur, dc_siret)")
+        formateur, responsable = _plan_sirets(run, record, errors)
         carif_session = record.get("dc_numeroicsession") or None
         ft_session = record.get("dn_session_id") or None
         if not (carif_session or ft_session):

@@ -181,9 +181,12 @@ def open_export(
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=separator))
     aliases = aliases or {}
     columns: list[str] = []
+    named = {normalise_header(name) for name in header}
     for name in header:
         canonical = normalise_header(name)
-        canonical = aliases.get(canonical, canonical)
+        # An alias stands for its column unless the file also has that column by its name.
+        if aliases.get(canonical) not in named:
+            canonical = aliases.get(canonical, canonical)
         columns.append(canonical)
     while columns and not columns[-1]:
         columns.pop()  # trailing separator in the header

@@ -45,6 +45,35 @@ def parse_date(value: str) -> date | None:
     raise ValueError(f"invalid date {shown(value, _DATE_SHAPE)} (expected JJ/MM/AAAA)")
 
 
+# What real France Travail exports write in a SIRET column that has no SIRET (DOMAIN.md,
+# "Public export formats around KAIROS"): the SQL literal NULL, an all-zero SIRET.
+_ABSENT_SIRETS = frozenset({"null", "none", "n/a", "na", "-"})
+
+
+def siret_text(value: str) -> str | None:
+    """The SIRET as written (blanks and dots removed), or None when the cell says there is
+    none: blank, `NULL`, all zeros. Not checked: see `siret_is_valid`."""
+    text = re.sub(r"[\s.]", "", value)
+    if not text or text.lower() in _ABSENT_SIRETS or set(text) == {"0"}:
+        return None
+    return text
+
+
+def siret_is_valid(text: str) -> bool:
+    """14 digits with a valid Luhn key (python-stdnum knows La Poste's exception)."""
+    return len(text) == 14 and text.isdigit() and bool(stdnum_siret.is_valid(text))
+
+
+def siret_problem(text: str) -> str:
+    """Why `text` (from `siret_text`) is not a valid SIRET, quoting it only when it has the
+    shape of one."""
+    if not text.isdigit():
+        return f"SIRET of {len(text)} characters is not numeric"
+    if len(text) != 14:
+        return f"SIRET has {len(text)} digits, expected 14"
+    return f"SIRET '{text}' fails its check digit"
+
+
 def parse_siret(value: str) -> str | None:
     """14 digits with a valid Luhn key (stdnum knows La Poste's exception); blanks and
     dots are tolerated, an all-zero SIRET is refused. Blank is None."""
