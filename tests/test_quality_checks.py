@@ -48,7 +48,7 @@ def data(db_url: str) -> QualityData:
 def test_registry_matches_sql_files_and_columns(data: QualityData) -> None:
     rules = load_rules()
     assert rules[0].id == "no_open_recruitment_modality"
-    assert len(rules) == 12
+    assert len(rules) == 13
     with data.engine.connect() as conn:
         for rule in rules:
             assert rule.message and rule.source and rule.acts_label

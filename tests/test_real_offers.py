@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_mapping import PLAIN, action, formation, place, session
@@ -148,3 +149,77 @@ def test_horodatage_attributes_change_nothing_the_reader_extracts() -> None:
     assert len(stamped) == 1 and isinstance(stamped[0], Formation)
     assert isinstance(plain[0], Formation)
     assert map_formation(stamped[0], PLAIN) == map_formation(plain[0], PLAIN)
+
+
+# ----------------------------------------------------------------- through a real load
+
+
+def _as_real_records_are(root: Any, ns: str) -> None:
+    """The first formation as real records carry it: placeholders in its texts, no
+    `departement` in any address, `00000000` as its information date, a registration period."""
+    from lxml import etree
+
+    formation = root.find(f"{{{ns}}}offres/{{{ns}}}formation")
+    formation.find(f"{{{ns}}}objectif-formation").text = "-"
+    formation.find(f"{{{ns}}}contenu-formation").text = "Non renseigné"
+    for departement in list(formation.iter(f"{{{ns}}}departement")):
+        departement.getparent().remove(departement)
+    action = formation.find(f"{{{ns}}}action")
+    for date in action.iterfind(f"{{{ns}}}date-information/{{{ns}}}date"):
+        date.text = "00000000"
+    if action.find(f"{{{ns}}}date-information") is None:
+        holder = etree.Element(f"{{{ns}}}date-information")
+        etree.SubElement(holder, f"{{{ns}}}date").text = "00000000"
+        action.find(f"{{{ns}}}session").addnext(holder)
+    session = action.find(f"{{{ns}}}session")
+    if session.find(f"{{{ns}}}periode-inscription") is None:
+        inscription = etree.Element(f"{{{ns}}}periode-inscription")
+        periode = etree.SubElement(inscription, f"{{{ns}}}periode")
+        etree.SubElement(periode, f"{{{ns}}}debut").text = "20260105"
+        etree.SubElement(periode, f"{{{ns}}}fin").text = "20260220"
+        session.find(f"{{{ns}}}adresse-inscription").addnext(inscription)
+
+
+def test_real_record_traits_through_load_and_checks(db: str, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from test_load import CONFIG, edited, generated, query
+
+    from pipelines.load import load_snapshot
+    from quality_checks.runner import run_checks
+
+    offers = edited(generated(tmp_path, "2.2"), tmp_path / "real.xml", _as_real_records_are)
+    entry = load_snapshot(offers, source="nor", config=CONFIG, db_url=db)
+    assert entry.status == "succeeded"
+    [first] = query(db, "SELECT carif_formation_numero FROM formation ORDER BY id LIMIT 1")
+    rows = query(
+        db,
+        "SELECT id, objectif, contenu, placeholder_fields, place_departement, place_postal_code,"
+        " undated_ico_count, registration_debut, registration_fin, debut, fin"
+        " FROM kairos_session WHERE carif_formation_numero = :f ORDER BY id",
+        f=first[0],
+    )
+    assert rows
+    row = rows[0]
+    assert (row.objectif, row.contenu) == ("-", "Non renseigné")
+    assert row.placeholder_fields == "objectif,contenu"
+    assert row.place_departement and row.place_postal_code.startswith(row.place_departement[:2])
+    assert all(r.undated_ico_count >= 1 for r in rows)
+    # The generator writes a registration period on most sessions; ours was added otherwise.
+    raw = query(db, "SELECT registration_raw FROM kairos_session WHERE id = :i", i=row.id)[0][0]
+    debut_raw = raw.split("-")[0]
+    assert str(row.registration_debut)[:10].replace("-", "") == debut_raw
+    slots = query(
+        db,
+        "SELECT COUNT(*) FROM recruitment_slot WHERE kairos_session_id = :s"
+        " AND slot_key LIKE 'info:%'",
+        s=row.id,
+    )
+    assert slots[0][0] == 0  # no meeting anyone could book
+
+    run = run_checks(db, dt.date(2025, 12, 1))
+    missing = {f.detail_key for f in run.flags if f.rule_id == "missing_kairos_field"
+               and f.kairos_session_id == row.id}
+    assert missing and all("objectif" in k and "contenu" in k for k in missing)
+    flagged = [f for f in run.flags if f.kairos_session_id == row.id]
+    assert all(f.departement == row.place_departement for f in flagged)
