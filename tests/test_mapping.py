@@ -160,13 +160,14 @@ def test_no_formateur_and_only_sireted_places_leaves_the_responsable_out() -> No
     assert rows[OF_C].mandataire_siret == MANDATAIRE  # type: ignore[attr-defined]
 
 
-def test_detached_place_in_23_stays_with_its_dispensateur() -> None:
+def test_place_without_siret_stays_with_its_dispensateur() -> None:
     rows = map_formation(
         formation(action(formateurs=(OF_A,), places=(place("Bayeux", None),))), PLAIN
     ).sessions
     assert len(rows) == 1
     assert rows[0].dispensateur_siret == OF_A
-    assert rows[0].split_reason == "detached_place"
+    # Its one place, without a SIRET of its own, is taken as its own site (test_split).
+    assert rows[0].split_reason == "single"
     assert rows[0].place_city == "Bayeux"
 
 

@@ -1,33 +1,24 @@
 """LHEO `Formation` records → KAIROS session rows and recruitment slot rows (pure functions).
 
-The rules come from DOMAIN.md, "Mandataire and dispensateur" (seeds 000 "Saisir ma
-formation et KAIROS" and 002 "Zoom sur #Avenir"):
-
-* "Un OF dispensateur = un SIRET = un compte Kairos": one KAIROS session per dispensateur
-  SIRET of an LHEO session. The dispensateurs of an action are, in order:
-  1. its `organisme-formateur` SIRETs (deduplicated, document order);
-  2. the SIRET of every 2.3 `lieu-de-formation` that carries `SIRET-lieu-formation` and is
-     not already one of them (that establishment has its own KAIROS account);
-  3. when the action names no `organisme-formateur`, the `organisme-formation-responsable`
-     — only if some place has no SIRET or nothing else tells who delivers.
-* The mandataire is always the `organisme-formation-responsable`.
-* A place with a SIRET attaches to that dispensateur. A place without SIRET "belongs to the
-  dispensateur site … to which it is administratively attached" (seed 000): LHEO does not
-  say which co-contractor uses an unmarked site, so it is listed under every formateur of
-  the action (under the responsable when there is none).
-* Guichet unique (configured per source, pipelines/config.py): all sessions stay under the
-  mandataire's SIRET; the formateurs are kept as detached places of that one session
-  ("les OF dispensateurs … comme des lieux délocalisés de formation", seed 002).
-
-`split_reason` says why a KAIROS session looks the way it does: `guichet_unique`,
-`co_contracting` (the LHEO session gave several KAIROS sessions), `detached_place` (one
-KAIROS session carrying a 2.3 place without a SIRET of its own — 2.2 has no such field, so
-the absence means nothing there) or `single`.
+Who is a dispensateur, which places are whose and the split reason are the split rules of
+transforms/dispensateurs.py (DOMAIN.md, "Mandataire and dispensateur"): one KAIROS session
+per dispensateur SIRET of an LHEO session, each keeping the mandataire
+(`organisme-formation-responsable`); guichet unique keeps one session under the mandataire.
 
 Slots: 2.3 `session/recrutement` modality 9 → `ico`, 8 → `rdvi`, 7 → `candidature`, any
-other modality → `other` (kept as information); the action's `date-information` (2.2, and
-2.3 where it still exists) → `ico` slots of every session of the action, at the action's
-`adresse-information`.
+other modality → `other` (kept as information); a recrutement at one dispensateur's own site
+is that dispensateur's only, else every dispensateur's. The action's `date-information`
+(2.2, and 2.3 where it still exists) → an `ico` slot of each session of the action that has
+not started on that date (fixed dates: the session starts on or after the meeting;
+permanent entries: it has not ended), at the action's `adresse-information`: a meeting held
+after a session's start recruits for the later sessions, not for that one. A meeting without
+a usable date gives no slot (`undated_ico_count`).
+
+Funded places belong to the LHEO session (`organisme-financeur` of its action): its KAIROS
+rows carry the LHEO figure in `funded_places_lheo` with `funded_places_shared_by` (how many
+dispensateurs share it), and count it once: `funded_places_total` holds it on the first
+dispensateur's row and 0 on the others, so totals over KAIROS rows add up to the LHEO
+figure.
 
 Invalid SIRETs never raise: they are kept as written (stripped) with a `*_siret_valid`
 flag for the quality checks. Dates are ISO text so rows go unchanged to COPY and SQLite.
@@ -46,7 +37,14 @@ from typing import NamedTuple, TypeVar
 from stdnum.fr import siret as stdnum_siret
 
 from pipelines.config import GuichetUniqueMatcher, SourceConfig
-from transforms.departement import derive_departement
+from transforms.dispensateurs import (
+    Dispensateur,
+    dispensateurs,
+    display_place,
+    normalise_siret,
+    owner_of,
+    split_reason,
+)
 from transforms.lheo_dates import LheoDate
 from transforms.placeholders import is_placeholder
 from transforms.records import (
@@ -59,7 +57,6 @@ from transforms.records import (
     Formation,
     Recruitment,
     Session,
-    TrainingPlace,
 )
 
 MODALITY_NAMES = {MODALITY_ICO: "ico", MODALITY_RDVI: "rdvi", MODALITY_CANDIDATURE: "candidature"}
@@ -78,11 +75,6 @@ def siret_is_valid(siret: str | None) -> bool:
     if not siret or len(siret) != 14 or not siret.isdigit() or siret == "0" * 14:
         return False
     return bool(stdnum_siret.is_valid(siret))
-
-
-def normalise_siret(siret: str | None) -> str:
-    """Stripped text; blank and missing become '' (kept: the session still loads)."""
-    return (siret or "").strip()
 
 
 class OrganisationRow(NamedTuple):
@@ -164,9 +156,12 @@ class SessionRow(NamedTuple):
     place_city: str | None
     place_departement: str | None
     places_json: str
-    # Screen 4: funding.
+    # Screen 4: funding. The LHEO session's funded places, shared by its dispensateurs and
+    # counted once (module docstring).
     funders_json: str
     funded_places_total: int | None
+    funded_places_lheo: int | None
+    funded_places_shared_by: int
     # The offer's page (first `url-action/urlweb`): where the Region's officer reads it.
     action_url: str | None
     # Text columns holding a placeholder (`-`, `Non renseigné`…; transforms/placeholders.py),
@@ -212,16 +207,6 @@ class MappedFormation:
     organisations: tuple[OrganisationRow, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Dispensateur:
-    """Who delivers an action for KAIROS, and the training places listed under it."""
-
-    siret: str
-    raison_sociale: str | None
-    places: tuple[dict[str, object], ...]
-    detached: bool  # carries a 2.3 place without SIRET
-
-
 def row_hash(values: Sequence[object]) -> str:
     """Content hash of a row: repr of primitives is stable across runs and platforms."""
     return hashlib.blake2b(repr(tuple(values)).encode("utf-8"), digest_size=16).hexdigest()
@@ -258,92 +243,6 @@ def guichet_unique_matcher(
         ):
             return matcher
     return None
-
-
-def _address_json(address: Address | None) -> dict[str, object] | None:
-    if address is None:
-        return None
-    departement, found_in = derive_departement(
-        address.departement, address.insee_commune, address.postal_code
-    )
-    return {
-        "lines": list(address.lines),
-        "postal_code": address.postal_code,
-        "city": address.city,
-        "departement": departement,  # the element, else derived (transforms/departement.py)
-        "departement_from": found_in,
-        "insee_commune": address.insee_commune,
-    }
-
-
-def _place_json(place: TrainingPlace, attached_by: str, *, detached: bool) -> dict[str, object]:
-    coordinates = place.coordinates
-    address = coordinates.address
-    return {
-        "kind": "lieu",
-        "name": coordinates.nom or (address.denomination if address else None),
-        "siret": normalise_siret(place.siret) or None,
-        "attached_by": attached_by,  # 'siret' | 'default' | 'guichet_unique'
-        "detached": detached,
-        "address": _address_json(address),
-    }
-
-
-def dispensateurs(
-    formation: Formation, action: Action, *, guichet_unique: bool
-) -> list[Dispensateur]:
-    """The KAIROS dispensateurs of an action, each with its training places (rules above)."""
-    responsable = formation.responsable
-    mandataire = normalise_siret(responsable.siret)
-    v23 = formation.lheo_version == "2.3"
-    if guichet_unique:
-        # Everything under the mandataire; co-contractors become detached places (seed 002).
-        places: list[dict[str, object]] = [
-            {
-                "kind": "formateur",
-                "name": f.raison_sociale,
-                "siret": normalise_siret(f.siret) or None,
-                "attached_by": "guichet_unique",
-                "detached": True,
-            }
-            for f in action.formateurs
-            if normalise_siret(f.siret) != mandataire
-        ]
-        places += [_place_json(p, "guichet_unique", detached=True) for p in action.places]
-        return [Dispensateur(mandataire, responsable.raison_sociale, tuple(places), False)]
-
-    order: list[str] = []
-    names: dict[str, str | None] = {}
-    listed: dict[str, list[dict[str, object]]] = {}
-    detached: dict[str, bool] = {}
-
-    def add(siret: str, name: str | None) -> None:
-        if siret not in listed:
-            order.append(siret)
-            names[siret] = name
-            listed[siret] = []
-            detached[siret] = False
-
-    for formateur in action.formateurs:
-        add(normalise_siret(formateur.siret), formateur.raison_sociale)
-    formateurs = list(order)
-    unmarked: list[TrainingPlace] = []
-    for place in action.places:
-        siret = normalise_siret(place.siret)
-        if siret:
-            add(siret, place.coordinates.nom)
-            listed[siret].append(_place_json(place, "siret", detached=False))
-        else:
-            unmarked.append(place)
-    if unmarked or not order:
-        owners = formateurs or [mandataire]
-        if not formateurs:
-            add(mandataire, responsable.raison_sociale)
-        for place in unmarked:
-            for owner in owners:
-                listed[owner].append(_place_json(place, "default", detached=v23))
-                detached[owner] = detached[owner] or v23
-    return [Dispensateur(s, names[s], tuple(listed[s]), detached[s]) for s in order]
 
 
 def _date(value: LheoDate | None, *, last: bool) -> tuple[str | None, str | None, str | None]:
@@ -394,17 +293,34 @@ def _dated(day: LheoDate | None) -> bool:
     return day is not None and day.first_day is not None
 
 
-def _slot_values(action: Action, session: Session) -> tuple[list[tuple[object, ...]], int]:
-    """The fields of a session's SlotRows after `dispensateur_siret` (hash excluded), and
-    the number of information meetings announced without a date. They do not depend on the
-    dispensateur, so they are computed once per LHEO session.
+def _belongs_to(session: Session, action: Action, day: LheoDate) -> bool:
+    """Whether an action-level information meeting on `day` recruits for `session`: the
+    session has not started on that day (a meeting on the start day is fine), or, with
+    permanent entries and exits, has not ended."""
+    meeting = day.first_day
+    if meeting is None:
+        return False
+    if action.modalites_entrees_sorties == 1:
+        end = session.period.fin.last_day if session.period.fin else None
+        return end is None or end >= meeting
+    start = session.period.debut.first_day if session.period.debut else None
+    return start is None or start >= meeting
+
+
+def _slot_values(
+    action: Action, session: Session
+) -> tuple[list[tuple[Address | None, tuple[object, ...]]], int]:
+    """The fields of a session's SlotRows after `dispensateur_siret` (hash excluded), each
+    with the address that may make it one dispensateur's, and the number of information
+    meetings announced without a date. They do not depend on the dispensateur, so they are
+    computed once per LHEO session.
 
     `slot_key` is stable within (session, origin): `rec:<modality>:<debut raw>:<start time>`
     for a 2.3 recrutement, `info:<date raw>` for a date-information; a repeated key gets
     `#2`, `#3`… in document order. An ICO without a usable date (`00000000` — every
     date-information of the real 2.2 corpus is that — or an impossible date) is not a
     meeting anyone can book: no slot, only the count."""
-    values: list[tuple[object, ...]] = []
+    values: list[tuple[Address | None, tuple[object, ...]]] = []
     undated = 0
     used: dict[str, int] = {}
 
@@ -424,24 +340,28 @@ def _slot_values(action: Action, session: Session) -> tuple[list[tuple[object, .
         address = recruitment.address
         values.append(
             (
-                key(
-                    f"rec:{recruitment.modality}:{starts_raw or ''}:{recruitment.start_time or ''}"
+                address,
+                (
+                    key(
+                        f"rec:{recruitment.modality}:{starts_raw or ''}:"
+                        f"{recruitment.start_time or ''}"
+                    ),
+                    MODALITY_NAMES.get(recruitment.modality, "other"),
+                    recruitment.modality,
+                    starts_on,
+                    ends_on,
+                    starts_raw,
+                    ends_raw,
+                    recruitment.start_time,
+                    recruitment.end_time,
+                    recruitment.places,
+                    _lines(address),
+                    address.postal_code if address else None,
+                    address.city if address else None,
+                    recruitment.remote,
+                    recruitment.url,
+                    recruitment.comment,
                 ),
-                MODALITY_NAMES.get(recruitment.modality, "other"),
-                recruitment.modality,
-                starts_on,
-                ends_on,
-                starts_raw,
-                ends_raw,
-                recruitment.start_time,
-                recruitment.end_time,
-                recruitment.places,
-                _lines(address),
-                address.postal_code if address else None,
-                address.city if address else None,
-                recruitment.remote,
-                recruitment.url,
-                recruitment.comment,
             )
         )
     info = action.information_address
@@ -449,25 +369,30 @@ def _slot_values(action: Action, session: Session) -> tuple[list[tuple[object, .
         if not _dated(day):
             undated += 1
             continue
+        if not _belongs_to(session, action, day):
+            continue
         on, raw, _ = _date(day, last=False)
         values.append(
             (
-                key(f"info:{day.raw}"),
-                "ico",
-                None,
-                on,
-                _date(day, last=True)[0],
-                raw,
-                raw,
-                None,
-                None,
-                None,
-                _lines(info),
-                info.postal_code if info else None,
-                info.city if info else None,
-                None,
-                None,
-                None,
+                None,  # the action's meetings are every dispensateur's
+                (
+                    key(f"info:{day.raw}"),
+                    "ico",
+                    None,
+                    on,
+                    _date(day, last=True)[0],
+                    raw,
+                    raw,
+                    None,
+                    None,
+                    None,
+                    _lines(info),
+                    info.postal_code if info else None,
+                    info.city if info else None,
+                    None,
+                    None,
+                    None,
+                ),
             )
         )
     return values, undated
@@ -496,22 +421,16 @@ def _dispensateur_columns(
     owner: Dispensateur, guichet: bool, owners: int
 ) -> tuple[bool, str, tuple[object, ...], str]:
     """The SessionRow fields that depend only on the dispensateur (and its action):
-    SIRET validity, split reason, the first place's columns (name, address lines, postal
-    code, city, departement) and the places JSON."""
-    if guichet:
-        reason = "guichet_unique"
-    elif owners > 1:
-        reason = "co_contracting"
-    elif owner.detached:
-        reason = "detached_place"
-    else:
-        reason = "single"
-    first = owner.places[0] if owner.places else None
-    address = first.get("address") if first else None
+    SIRET validity, split reason, the shown place's columns (name, address lines, postal
+    code, city, departement; transforms/dispensateurs.py `display_place`) and the places
+    JSON."""
+    reason = split_reason(owner, guichet_unique=guichet, owners=owners)
+    shown = display_place(owner.places)
+    address = shown.get("address") if shown else None
     address_map = address if isinstance(address, dict) else {}
     lines = address_map.get("lines")
     place = (
-        first.get("name") if first else None,
+        shown.get("name") if shown else None,
         "\n".join(str(x) for x in lines) if isinstance(lines, list) and lines else None,
         address_map.get("postal_code"),
         address_map.get("city"),
@@ -574,7 +493,7 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
         funders = [{"code": f.code, "places": f.places} for f in action.funders]
         funded = [f.places for f in action.funders if f.places is not None]
         funders_json = json.dumps(funders, ensure_ascii=False, separators=(",", ":"))
-        funded_total = sum(funded) if funded else None
+        funded_lheo = sum(funded) if funded else None
         # What a KAIROS session takes from its dispensateur (reason, first place, places
         # JSON) is the same for every LHEO session of the action: computed once here.
         delivered = [_dispensateur_columns(owner, guichet, len(owners)) for owner in owners]
@@ -585,8 +504,9 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
             fin, fin_raw, fin_precision = _date(session.period.fin, last=True)
             registration = _registration(session)
             slot_values, undated_icos = _slot_values(action, session)
-            for owner, (siret_valid, reason, place, places_json) in zip(
-                owners, delivered, strict=True
+            slot_owners = [owner_of(address, owners) for address, _ in slot_values]
+            for rank, (owner, (siret_valid, reason, place, places_json)) in enumerate(
+                zip(owners, delivered, strict=True)
             ):
                 sessions.append(
                     _hashed(
@@ -629,14 +549,19 @@ def map_formation(formation: Formation, config: SourceConfig) -> MappedFormation
                         *place,
                         places_json,
                         funders_json,
-                        funded_total,
+                        # Counted once: on the first dispensateur's row (module docstring).
+                        funded_lheo if rank == 0 or funded_lheo is None else 0,
+                        funded_lheo,
+                        len(owners),
                         action.urls[0] if action.urls else None,
                         _placeholder_fields(formation, place),
                         undated_icos,
                     )
                 )
                 slots.extend(
-                    _hashed(SlotRow, source, s_key, owner.siret, *values) for values in slot_values
+                    _hashed(SlotRow, source, s_key, owner.siret, *values)
+                    for (_address, values), belongs in zip(slot_values, slot_owners, strict=True)
+                    if belongs is None or belongs == owner.siret
                 )
 
     formation_row = _hashed(

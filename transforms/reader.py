@@ -719,12 +719,14 @@ class _Extractor:
 
     def organisation(self, element: etree._Element) -> Organisation:
         kids = self.kids(element)
+        own = self.coordinates(self.child_kids(kids, "coordonnees-organisme"))
         return Organisation(
             siret=self.siret(_first(kids, "SIRET-organisme-formation")) or "",
             numero_activite=_text(kids, "numero-activite"),
             nom=_text(kids, "nom-organisme"),
             raison_sociale=_text(kids, "raison-sociale"),
             extras=self.extras(kids),
+            address=own.address if own is not None else None,
         )
 
     def action(self, element: etree._Element) -> Action:
@@ -740,6 +742,7 @@ class _Extractor:
                     siret=self.siret(_first(place_kids, "SIRET-lieu-formation")),
                     uai=_text(self.child_kids(place_kids, "code-UAI-lieu-formation"), "code-UAI"),
                     extras=self.extras(place_kids),
+                    principal=place.get("tag") == "principal",
                 )
             )
         formateurs = tuple(self.formateur(f) for f in kids.get("organisme-formateur", ()))

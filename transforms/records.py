@@ -73,13 +73,16 @@ class Period:
 
 @dataclass(frozen=True, slots=True)
 class Organisation:
-    """`organisme-formation-responsable` (the mandataire)."""
+    """`organisme-formation-responsable` (the mandataire). `address` is the organisation's
+    own (`coordonnees-organisme/coordonnees/adresse`): where it is, to tell one of its
+    places of training from a detached site; its phones and e-mails are not read."""
 
     siret: str
     numero_activite: str | None
     nom: str | None
     raison_sociale: str | None
     extras: tuple[Extra, ...] = ()
+    address: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,14 @@ class Formateur:
 
 @dataclass(frozen=True, slots=True)
 class TrainingPlace:
-    """`action/lieu-de-formation`. `siret` exists in LHEO 2.3 only."""
+    """`action/lieu-de-formation`. `siret` exists in LHEO 2.3 only; `principal`: the place
+    carries `tag="principal"` (the one KAIROS screen 3 shows first)."""
 
     coordinates: Coordinates
     siret: str | None = None
     uai: str | None = None
     extras: tuple[Extra, ...] = ()
+    principal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
