@@ -304,6 +304,7 @@ class KairosExportKind(StrEnum):
     adherents = "adherents"
     training_plans = "training-plans"
     appointments = "appointments"
+    modalities = "modalities"
 
 
 @app.command("ingest-kairos")
@@ -311,8 +312,17 @@ def ingest_kairos(
     file: Annotated[Path, typer.Argument(help="KAIROS / France Travail export (CSV)")],
     kind: Annotated[KairosExportKind, typer.Option("--kind", help="which export FILE is")],
     db: DbOption = None,
+    covers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--covers",
+            help="modalities: a CARIF source whose sessions the export covers (repeatable; "
+            "default: the sources of the sessions it lists)",
+        ),
+    ] = None,
 ) -> None:
-    """Load a KAIROS adherents list, training-plan export or appointments list.
+    """Load a KAIROS adherents list, training-plan export, appointments list or the list of
+    the sessions' recruitment modalities.
 
     Candidates are pseudonymised with $KAIROS_PSEUDONYM_KEY. Exit 2 when the file is
     refused whole or the key is missing; bad lines are quarantined and the rest loads.
@@ -328,6 +338,8 @@ def ingest_kairos(
             result = ingest_export(file, kind="adherents", db_url=db)
         elif kind is KairosExportKind.training_plans:
             result = ingest_export(file, kind="training-plans", db_url=db)
+        elif kind is KairosExportKind.modalities:
+            result = ingest_export(file, kind="modalities", db_url=db, covers=covers)
         else:
             result = ingest_export(file, kind="appointments", db_url=db)
     except (ExportFileError, PseudonymKeyError, RunLockTimeout) as exc:
@@ -382,15 +394,33 @@ def check(
             "--list", min=0, help="text format: flags listed after the counts (0 = every flag)"
         ),
     ] = 50,
+    kairos_max_age_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="a KAIROS modalities export older than this does not verify a session "
+            "(default 2, or $KAIROS_MODALITIES_MAX_AGE_DAYS)",
+        ),
+    ] = None,
+    result_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="a present candidate's result is due this many days before the start "
+            "(default 7, or $KAIROS_RESULT_DAYS_BEFORE_START)",
+        ),
+    ] = None,
 ) -> None:
     """Run the quality rules (Great Expectations) and store every flag in the database.
 
     Exit 0 when the rules ran, flags or not (flags are findings); 2 on bad arguments.
     The text format lists the first flags (--list); json streams every flag.
     """
+    from quality_checks.rules import check_settings
     from quality_checks.runner import run_checks
 
-    run = run_checks(db, _as_of(as_of), source=source)
+    settings = check_settings(kairos_max_age_days, result_days)
+    run = run_checks(db, _as_of(as_of), source=source, settings=settings)
     if output_format is OutputFormat.json:
         # Streamed: a national run has a million flags; one array, one flag per line.
         typer.echo("[", nl=False)
@@ -404,6 +434,7 @@ def check(
     typer.echo(
         f"check run {run.id} as of {run.as_of}: {run.sessions_current} sessions, "
         f"{run.sessions_recruiting} recruiting, {run.sessions_blocked} blocked, "
+        f"{run.sessions_unverified} with no open modality in the offer (KAIROS not checked), "
         f"{run.flags_total} flags ({run.seconds:.1f} s)"
     )
     for rule_id, count in run.rule_counts.items():

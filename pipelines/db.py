@@ -7,6 +7,7 @@ The same schema runs on PostgreSQL and SQLite; the migrations live in sql/migrat
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -59,6 +60,50 @@ def get_engine(url: str | None = None) -> Engine:
 def read_sql(relative_path: str) -> str:
     """Text of a SQL file under sql/ (queries live in files, not in Python strings)."""
     return (SQL_DIR / relative_path).read_text(encoding="utf-8")
+
+
+def strip_comments(sql: str) -> str:
+    """The SQL without its whole-line `--` comments (the files keep comments on own lines).
+
+    SQLAlchemy's `text()` does not parse comments: a `:name` written in one becomes a bind
+    parameter, which SQLite then counts against the placeholders it really sees.
+    """
+    return "\n".join(
+        line for line in sql.splitlines() if not line.lstrip().startswith("--")
+    ).strip()
+
+
+@cache
+def _fragments() -> dict[str, str]:
+    """sql/fragments/*.sql: the definitions the rules, the headline figures and the exports
+    share ("recruiting on :as_of", "open on :as_of"), so that they cannot drift apart."""
+    return {
+        path.stem: strip_comments(path.read_text(encoding="utf-8")).strip()
+        for path in sorted((SQL_DIR / "fragments").glob("*.sql"))
+    }
+
+
+def splice_fragments(query: str) -> str:
+    """Replace each `{name}` of sql/fragments/name.sql by that shared definition (in
+    parentheses); a fragment may use another one.
+
+    str.replace, not str.format: Great Expectations owns the `{batch}` placeholder.
+    """
+    fragments = _fragments()
+    for _ in range(len(fragments) + 1):  # nested fragments: until nothing is left to splice
+        spliced = query
+        for name, fragment in fragments.items():
+            spliced = spliced.replace(f"{{{name}}}", f"(\n{fragment}\n)")
+        if spliced == query:
+            return query
+        query = spliced
+    raise ValueError("sql/fragments: a fragment includes itself")
+
+
+def read_query(relative_path: str) -> str:
+    """A file of sql/ without its comments (see `strip_comments`) and with the shared
+    fragments spliced in, ready for `text()`."""
+    return splice_fragments(strip_comments(read_sql(relative_path)))
 
 
 def execute_trigger_script(conn: Connection, script: str) -> None:

@@ -57,7 +57,7 @@ DEFAULT_EXPORTS_SUBDIR = "kairos"
 SIDECAR_SUFFIX = ".sha256"
 _CHUNK = 1 << 20
 
-ExportKind = Literal["adherents", "training-plans", "appointments"]
+ExportKind = Literal["adherents", "training-plans", "appointments", "modalities"]
 
 # File-name prefixes of the KAIROS exports (case-insensitive, `-`/`_` equivalent). The
 # first match wins, so the longer, more specific prefixes come first.
@@ -69,6 +69,8 @@ EXPORT_KIND_PREFIXES: tuple[tuple[str, ExportKind], ...] = (
     ("rendez_vous", "appointments"),
     ("rdv", "appointments"),
     ("adherents", "adherents"),
+    ("modalites", "modalities"),
+    ("modalities", "modalities"),
 )
 
 

@@ -296,7 +296,8 @@ def load_step(fetched: Mapping[str, Any], *, db_url: str | None = None) -> dict[
 def exports_step(loaded: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
     """Ingest the KAIROS exports found for the source (dry run: list them only).
 
-    Adherents first (the others refer to them), then training plans, then appointments.
+    Adherents first (the others refer to them), then the recruitment modalities, training
+    plans, then appointments.
     """
     job = SourceJob.from_dict(loaded["job"])
     exports = sorted(loaded.get("exports") or [], key=lambda e: _EXPORT_ORDER[str(e["kind"])])
@@ -311,6 +312,8 @@ def exports_step(loaded: Mapping[str, Any], *, db_url: str | None = None) -> dic
             kind=export["kind"],
             db_url=db_url,
             as_of=datetime.date.fromisoformat(job.as_of),
+            # Found in the source's landing zone: a modalities export covers its sessions.
+            covers=[job.source] if export["kind"] == "modalities" else None,
         )
         ingested.append(
             {
@@ -323,7 +326,7 @@ def exports_step(loaded: Mapping[str, Any], *, db_url: str | None = None) -> dic
     return {**loaded, "ingested": ingested}
 
 
-_EXPORT_ORDER = {"adherents": 0, "training-plans": 1, "appointments": 2}
+_EXPORT_ORDER = {"adherents": 0, "modalities": 1, "training-plans": 2, "appointments": 3}
 
 
 def checks_step(ingested: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 from sqlalchemy import Connection, text
 
-from pipelines.db import get_engine
+from pipelines.db import get_engine, read_query
 from quality_checks.rules import (
     FIELD_LABELS,
     HEADLINE_RULE,
@@ -34,7 +34,6 @@ from quality_checks.rules import (
     SEVERITY_ORDER,
     format_date,
     load_rules,
-    read_query,
     render_message,
 )
 from quality_checks.runner import CheckRun, run_checks

@@ -9,9 +9,10 @@ date arithmetic is done here, in Python, so the very same text runs on PostgreSQ
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import yaml
 
-from pipelines.db import SQL_DIR, read_sql
+from pipelines.db import SQL_DIR, read_sql, splice_fragments, strip_comments
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 CHECKS_DIR = SQL_DIR / "checks"
@@ -98,66 +99,31 @@ class Rule:
         return self.sql().format(batch="kairos_session")
 
     def detail(self, row: Mapping[str, Any]) -> str:
-        """The sentence that says what exactly is wrong in this flagged row ('' if none)."""
+        """The sentences that say what exactly is wrong in this flagged row ('' if none):
+        the template of the key's prefix (`<prefix>_none` when the count is 0, else
+        `default`), then one `+<part>` sentence per further part of the key that has one."""
         key = str(row.get("detail_key") or "")
-        prefix = key.partition(":")[0]
+        prefix, *parts = key.split(":")
         count = row.get("detail_count")
-        if self.id == HEADLINE_RULE and not count:
-            template = self.details.get("none", "")
-        else:
-            template = self.details.get(prefix) or self.details.get("default", "")
-        if not template:
-            return ""
+        template = (self.details.get(f"{prefix}_none") if count == 0 else None) or self.details.get(
+            prefix, self.details.get("default", "")
+        )
+        sentences = [template] + [self.details[f"+{p}"] for p in parts if f"+{p}" in self.details]
         fields = ", ".join(FIELD_LABELS.get(f, f) for f in key.split(",") if f)
         # Slot-level keys carry the modality: "ico:<slot>" or "<reason>:ico:<slot>".
         modality = next((part for part in key.split(":") if part in MODALITY_LABELS), "")
-        return template.format(
-            count=count if count is not None else "?",
-            date=format_date(row.get("detail_date")),
-            fields=fields,
-            slot=MODALITY_LABELS.get(modality, modality or "modalité"),
-            reason=key,
-        )
+        values = {
+            "count": count if count is not None else "?",
+            "date": format_date(row.get("detail_date")),
+            "fields": fields,
+            "slot": MODALITY_LABELS.get(modality, modality or "modalité"),
+            "reason": key,
+        }
+        return " ".join(" ".join(s.split()).format(**values) for s in sentences if s)
 
     def full_message(self, row: Mapping[str, Any]) -> str:
         detail = self.detail(row)
         return f"{self.message} {detail}" if detail else self.message
-
-
-@cache
-def _fragments() -> dict[str, str]:
-    """sql/checks/fragments/*.sql: definitions several rules share ("recruiting on :as_of")."""
-    return {
-        path.stem: strip_comments(path.read_text(encoding="utf-8")).strip()
-        for path in sorted((CHECKS_DIR / "fragments").glob("*.sql"))
-    }
-
-
-def splice_fragments(query: str) -> str:
-    """Replace each `{name}` of sql/checks/fragments/name.sql by that shared definition.
-
-    str.replace, not str.format: Great Expectations owns the `{batch}` placeholder.
-    """
-    for name, fragment in _fragments().items():
-        query = query.replace(f"{{{name}}}", f"(\n{fragment}\n)")
-    return query
-
-
-def read_query(relative_path: str) -> str:
-    """A file of sql/ without its comments (see `strip_comments`) and with the shared
-    fragments spliced in, ready for `text()`."""
-    return splice_fragments(strip_comments(read_sql(relative_path)))
-
-
-def strip_comments(sql: str) -> str:
-    """The SQL without its whole-line `--` comments (the files keep comments on own lines).
-
-    SQLAlchemy's `text()` does not parse comments: a `:name` written in one becomes a bind
-    parameter, which SQLite then counts against the placeholders it really sees.
-    """
-    return "\n".join(
-        line for line in sql.splitlines() if not line.lstrip().startswith("--")
-    ).strip()
 
 
 def format_date(value: object) -> str:
@@ -176,14 +142,57 @@ def format_date(value: object) -> str:
     return str(value)
 
 
-def bind_parameters(as_of: dt.date) -> dict[str, dt.date]:
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """The rules' tunable delays (docs/quality-checks.md). `from_env` reads
+    KAIROS_MODALITIES_MAX_AGE_DAYS and KAIROS_RESULT_DAYS_BEFORE_START."""
+
+    # A KAIROS modalities export older than this (days before the as-of date) does not
+    # tell what KAIROS offers: "KAIROS non vérifié" instead of "bloquée".
+    kairos_max_age_days: int = 2
+    # The result of a present candidate is due when the session starts within this many days.
+    result_days_before_start: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CheckSettings:
+        env = os.environ if env is None else env
+        values: dict[str, int] = {}
+        for name, variable in (
+            ("kairos_max_age_days", "KAIROS_MODALITIES_MAX_AGE_DAYS"),
+            ("result_days_before_start", "KAIROS_RESULT_DAYS_BEFORE_START"),
+        ):
+            text = (env.get(variable) or "").strip()
+            if text:
+                if not text.isdigit():
+                    raise RuleConfigError(f"{variable} must be a number of days, got {text!r}")
+                values[name] = int(text)
+        return cls(**values)
+
+
+def check_settings(
+    kairos_max_age_days: int | None = None, result_days_before_start: int | None = None
+) -> CheckSettings:
+    """The settings from the environment, with the values given here instead when set."""
+    settings = CheckSettings.from_env()
+    if kairos_max_age_days is not None:
+        settings = replace(settings, kairos_max_age_days=kairos_max_age_days)
+    if result_days_before_start is not None:
+        settings = replace(settings, result_days_before_start=result_days_before_start)
+    return settings
+
+
+def bind_parameters(as_of: dt.date, settings: CheckSettings | None = None) -> dict[str, dt.date]:
     """Every parameter a rule may bind. Unused ones are ignored by `bindparams` callers."""
+    settings = settings or CheckSettings()
+    result_days = dt.timedelta(days=settings.result_days_before_start)
     return {
         "as_of": as_of,
         "as_of_minus_3": as_of - dt.timedelta(days=3),  # décret 2019-1386: three days
         "as_of_minus_7": as_of - dt.timedelta(days=7),  # presence: more than 7 days
-        "as_of_minus_15": as_of - dt.timedelta(days=15),  # result: more than 15 days
-        "year_start": as_of.replace(month=1, day=1),  # current market year (seed 002)
+        "result_due_by": as_of + result_days,  # result: the session starts within N days
+        "as_of_minus_result_days": as_of - result_days,
+        "kairos_seen_since": as_of - dt.timedelta(days=settings.kairos_max_age_days),
+        "year_start": as_of.replace(month=1, day=1),  # current market year (#Avenir)
     }
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from pipelines.db import get_engine, migrate
+from pipelines.db import get_engine, migrate, read_query
 from pipelines.history import (
     db_timestamp,
     fail_run,
@@ -52,11 +52,11 @@ from pipelines.kairos_exports.lifecycle import Status
 from quality_checks.rules import (
     HEADLINE_RULE,
     SEVERITY_ORDER,
+    CheckSettings,
     Rule,
     bind_parameters,
     bound,
     load_rules,
-    read_query,
     render_message,
 )
 
@@ -149,6 +149,9 @@ class CheckRun:
     sessions_recruiting: int
     sessions_blocked: int
     seconds: float
+    # Recruiting, no open modality in the offer, KAIROS not checked recently (the headline
+    # rule's `kairos_not_checked` flags): not counted as blocked.
+    sessions_unverified: int = 0
     rule_counts: dict[str, int] = field(default_factory=dict)
     url: str = field(default="", repr=False)  # carries the password: never shown
     _flags: list[Flag] | None = field(default=None, repr=False)
@@ -286,10 +289,14 @@ def _flag_rows_statement(template: str, rule: Rule, parameters: dict[str, object
 
 
 def _flag_row_parameters(
-    rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
+    rule: Rule,
+    check_run_id: int,
+    as_of: dt.date,
+    source: str | None,
+    settings: CheckSettings | None = None,
 ) -> dict[str, object]:
     return {
-        **bind_parameters(as_of),
+        **bind_parameters(as_of, settings),
         "check_run_id": check_run_id,
         "rule_id": rule.id,
         "severity": rule.severity,
@@ -298,17 +305,28 @@ def _flag_row_parameters(
 
 
 def store_rule_flags(
-    conn: Connection, rule: Rule, check_run_id: int, as_of: dt.date, source: str | None
+    conn: Connection,
+    rule: Rule,
+    check_run_id: int,
+    as_of: dt.date,
+    source: str | None,
+    settings: CheckSettings | None = None,
 ) -> int:
     """Run one rule and store its flags in the database, set-based; returns how many."""
-    parameters = _flag_row_parameters(rule, check_run_id, as_of, source)
+    parameters = _flag_row_parameters(rule, check_run_id, as_of, source, settings)
     statement = _flag_rows_statement("queries/quality_store_flags.sql", rule, parameters)
     return int(conn.execute(statement).rowcount or 0)
 
 
-def count_rule_flags(conn: Connection, rule: Rule, as_of: dt.date, source: str | None) -> int:
+def count_rule_flags(
+    conn: Connection,
+    rule: Rule,
+    as_of: dt.date,
+    source: str | None,
+    settings: CheckSettings | None = None,
+) -> int:
     """How many flags the rule would store now (dry runs: nothing is written)."""
-    parameters = _flag_row_parameters(rule, 0, as_of, source)  # no run: the id is unused
+    parameters = _flag_row_parameters(rule, 0, as_of, source, settings)  # no run: id unused
     statement = _flag_rows_statement("queries/quality_count_flags.sql", rule, parameters)
     return int(conn.execute(statement).scalar_one())
 
@@ -379,6 +397,7 @@ def store_flags(
     source: str | None,
     *,
     connections: int | None = None,
+    settings: CheckSettings | None = None,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Run every rule and store its flags; returns (flags per rule, seconds per rule).
 
@@ -403,7 +422,9 @@ def store_flags(
                     except queue.Empty:
                         return
                     started = time.perf_counter()
-                    stored[rule.id] = store_rule_flags(conn, rule, check_run_id, as_of, source)
+                    stored[rule.id] = store_rule_flags(
+                        conn, rule, check_run_id, as_of, source, settings
+                    )
                     seconds[rule.id] = round(time.perf_counter() - started, 3)
         except BaseException:
             failed.set()
@@ -537,6 +558,16 @@ def headline(conn: Connection, as_of: dt.date, source: str | None) -> tuple[int,
     return int(row.sessions_current or 0), int(row.sessions_recruiting or 0)
 
 
+def blocked_counts(conn: Connection, check_run_id: int) -> tuple[int, int]:
+    """(sessions blocked, sessions with no open modality in the offer and KAIROS not
+    checked) of a stored run: the headline rule's flags, by what they rest on."""
+    row = conn.execute(
+        text(read_query("queries/quality_blocked_sessions_count.sql")),
+        {"run_id": check_run_id, "headline_rule": HEADLINE_RULE},
+    ).one()
+    return int(row.blocked or 0), int(row.unverified or 0)
+
+
 def run_checks(
     url: str | None,
     as_of: dt.date,
@@ -545,8 +576,10 @@ def run_checks(
     rules: Sequence[Rule] | None = None,
     lock_timeout: float = 600.0,
     connections: int | None = None,
+    settings: CheckSettings | None = None,
 ) -> CheckRun:
-    """Evaluate every rule as of `as_of`, store the flags; returns the run.
+    """Evaluate every rule as of `as_of`, store the flags; returns the run. `settings`:
+    the rules' delays (default: `CheckSettings.from_env()`).
 
     Check runs of one scope (a source, or all) are serialised like loads; holding the lock,
     a run marks any other `running` check of that scope as interrupted (a killed process
@@ -556,7 +589,12 @@ def run_checks(
     migrate(engine)
     with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout):
         return _run_checks_locked(
-            engine, as_of, source=source, rules=rules, connections=connections
+            engine,
+            as_of,
+            source=source,
+            rules=rules,
+            connections=connections,
+            settings=settings or CheckSettings.from_env(),
         )
 
 
@@ -567,6 +605,7 @@ def _run_checks_locked(
     source: str | None,
     rules: Sequence[Rule] | None,
     connections: int | None = None,
+    settings: CheckSettings | None = None,
 ) -> CheckRun:
     started = time.perf_counter()
     gx_url = engine.url.render_as_string(hide_password=False)
@@ -613,7 +652,7 @@ def _run_checks_locked(
         stage_started = time.perf_counter()
         used = _connection_count(engine, connections)
         stored, rule_seconds = store_flags(
-            engine, rule_list, check_run_id, as_of, source, connections=used
+            engine, rule_list, check_run_id, as_of, source, connections=used, settings=settings
         )
         stage_seconds["store_flags"] = round(time.perf_counter() - stage_started, 3)
         stage_started = time.perf_counter()
@@ -624,12 +663,7 @@ def _run_checks_locked(
             raise RuntimeError(f"GX counted {rule_counts} flags, the run stored {stored}")
         with engine.begin() as conn:
             current, recruiting = headline(conn, as_of, source)
-            blocked = int(
-                conn.execute(
-                    text(read_query("queries/quality_blocked_sessions_count.sql")),
-                    {"run_id": check_run_id, "headline_rule": HEADLINE_RULE},
-                ).scalar_one()
-            )
+            blocked, unverified = blocked_counts(conn, check_run_id)
             run = CheckRun(
                 id=check_run_id,
                 run_ledger_id=ledger_id,
@@ -639,6 +673,7 @@ def _run_checks_locked(
                 sessions_current=current,
                 sessions_recruiting=recruiting,
                 sessions_blocked=blocked,
+                sessions_unverified=unverified,
                 seconds=time.perf_counter() - started,
                 rule_counts=rule_counts,
                 url=gx_url,
@@ -648,19 +683,21 @@ def _run_checks_locked(
                 "rule_seconds": rule_seconds,
                 "stage_seconds": stage_seconds,
                 "connections": used,
+                "settings": asdict(settings) if settings is not None else {},
             }
             conn.execute(
                 text(
                     "UPDATE quality_check_run SET status = 'succeeded', finished_at = :now, "
                     "sessions_current = :current, sessions_recruiting = :recruiting, "
-                    "sessions_blocked = :blocked, flags_total = :total, summary_json = :summary "
-                    "WHERE id = :id"
+                    "sessions_blocked = :blocked, sessions_unverified = :unverified, "
+                    "flags_total = :total, summary_json = :summary WHERE id = :id"
                 ),
                 {
                     "now": db_timestamp(conn, utcnow()),
                     "current": current,
                     "recruiting": recruiting,
                     "blocked": blocked,
+                    "unverified": unverified,
                     "total": run.flags_total,
                     "summary": json.dumps(summary, ensure_ascii=False, sort_keys=True),
                     "id": check_run_id,

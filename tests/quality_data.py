@@ -103,6 +103,8 @@ class QualityData:
             "places_json": '[{"kind":"lieu","name":"Caen"}]',
             "funders_json": '[{"code":"2","places":12}]',
             "funded_places_total": 12,
+            "funded_places_lheo": 12,
+            "funded_places_shared_by": 1,
             **self._seen(),
         }
         values.update(over)
@@ -192,6 +194,26 @@ class QualityData:
                 "updated_at": NOW,
             },
         )
+
+    def kairos_export(
+        self, seen_on: dt.date, source: str = "test", status: str = "succeeded"
+    ) -> int:
+        """A KAIROS modalities export run that covered `source` on `seen_on`."""
+        ledger = self.meta.tables["run_ledger"]
+        with self.engine.begin() as conn:
+            run_id = int(
+                conn.execute(
+                    sa.insert(ledger)
+                    .values(run_kind="modalities", source="kairos", started_at=NOW, status=status)
+                    .returning(ledger.c.id)
+                ).scalar_one()
+            )
+            conn.execute(
+                sa.insert(self.meta.tables["kairos_export_coverage"]).values(
+                    run_id=run_id, run_kind="modalities", source=source, seen_on=seen_on
+                )
+            )
+        return run_id
 
     def update(self, table: str, row_id: int, **values: Any) -> None:
         t = self.meta.tables[table]

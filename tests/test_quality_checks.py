@@ -19,12 +19,13 @@ from quality_data import AS_OF, NOW, OF_A, OF_B, OF_C, QualityData, days
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.db import read_query
 from quality_checks.rules import (
     HEADLINE_RULE,
     RESULT_COLUMNS,
+    CheckSettings,
     bind_parameters,
     load_rules,
-    read_query,
 )
 from quality_checks.runner import CheckRun, run_checks
 
@@ -48,7 +49,7 @@ def data(db_url: str) -> QualityData:
 def test_registry_matches_sql_files_and_columns(data: QualityData) -> None:
     rules = load_rules()
     assert rules[0].id == "no_open_recruitment_modality"
-    assert len(rules) == 13
+    assert len(rules) == 14
     with data.engine.connect() as conn:
         for rule in rules:
             assert rule.message and rule.source and rule.acts_label
@@ -105,7 +106,6 @@ def test_no_open_recruitment_modality_and_no_modality(data: QualityData) -> None
         "ico_yesterday",
         "none",
         "rdvi_ended",
-        "cand_full",
         "cand_future",
         "other_only",
         "fixed_starts_tomorrow",
@@ -122,14 +122,15 @@ def test_no_open_recruitment_modality_and_no_modality(data: QualityData) -> None
         "perm_ends_today",
         "slot_vanished",
     }
-    assert run.sessions_blocked == len(blocked)
+    # No KAIROS modalities export was ever loaded: none of them is "bloquée" yet.
+    assert (run.sessions_blocked, run.sessions_unverified) == (0, len(blocked))
     messages = {
         f.carif_session_numero: f.message
         for f in run.flags
         if f.rule_id == "no_open_recruitment_modality"
     }
-    assert "jamais été saisie" in messages["none"]
-    assert "aucune ouverte à cette date (dernière date : 15/03/2026)" in messages["ico_yesterday"]
+    assert "Aucune modalité visible dans l'offre — KAIROS non vérifié" in messages["none"]
+    assert "1 modalité(s) saisie(s), la dernière le 15/03/2026" in messages["ico_yesterday"]
     # 19 sessions synchronised (the vanished one is not), recruiting = not closed/suspended,
     # not started (fixed) or not ended (permanent).
     assert run.sessions_current == 19
@@ -138,9 +139,17 @@ def test_no_open_recruitment_modality_and_no_modality(data: QualityData) -> None
 
 def test_recruiting_without_places(data: QualityData) -> None:
     s = data.session
-    s(carif_session_numero="zero_places", funded_places_total=0)
-    s(carif_session_numero="null_places", funded_places_total=None)
-    s(carif_session_numero="zero_not_recruiting", funded_places_total=0, etat_recrutement=2)
+    s(carif_session_numero="zero_places", funded_places_total=0, funded_places_lheo=0)
+    s(carif_session_numero="null_places", funded_places_total=None, funded_places_lheo=None)
+    s(
+        carif_session_numero="zero_not_recruiting",
+        funded_places_total=0,
+        funded_places_lheo=0,
+        etat_recrutement=2,
+    )
+    # The second dispensateur of a shared LHEO session: its row counts 0 of the 12 places
+    # (the first one's counts them), the LHEO session has places.
+    s(carif_session_numero="shared_second", funded_places_total=0, funded_places_shared_by=2)
     full = s(carif_session_numero="all_full")
     for capacity in (1, 2):
         slot = data.slot(full, "ico", starts_on=days(3 + capacity), capacity=capacity)
@@ -204,15 +213,34 @@ def test_presence_not_entered_after_more_than_7_days(data: QualityData) -> None:
     )
 
 
-def test_result_not_entered_after_more_than_15_days(data: QualityData) -> None:
+def test_result_not_entered_at_the_end_of_recruitment(data: QualityData) -> None:
+    """FAQ Occitanie 3, 21, 22: the result is due at the end of the recruitment, i.e. when
+    the session starts within 7 days or has started — not 15 days after the meeting."""
     s = data.session
-    data.enrolment(s(carif_session_numero="present_16_days"), "present", days(-16))
-    data.enrolment(s(carif_session_numero="present_15_days"), "present", days(-15))
-    data.enrolment(s(carif_session_numero="retenu_long_ago"), "retenu", days(-40))
+    data.enrolment(s(carif_session_numero="starts_in_7_days", debut=days(7)), "present", days(-1))
+    data.enrolment(s(carif_session_numero="starts_in_8_days", debut=days(8)), "present", days(-40))
+    data.enrolment(s(carif_session_numero="started", debut=days(-5)), "present", days(-20))
+    data.enrolment(s(carif_session_numero="retenu", debut=days(-5)), "retenu", days(-20))
+    data.enrolment(  # the training plan's own start decides
+        s(carif_session_numero="own_start_soon", debut=days(60)),
+        "present",
+        days(-1),
+        planned_start=days(3),
+    )
+    perm = dict(modalites_entrees_sorties=1, debut=days(-90), fin=days(200))
+    data.enrolment(s(carif_session_numero="perm_present_8_days", **perm), "present", days(-8))
+    data.enrolment(s(carif_session_numero="perm_present_7_days", **perm), "present", days(-7))
 
     run = run_checks(data.url, AS_OF)
 
-    assert set(flagged(run, "result_not_entered")) == {"present_16_days"}
+    assert set(flagged(run, "result_not_entered")) == {
+        "starts_in_7_days",
+        "started",
+        "own_start_soon",
+        "perm_present_8_days",
+    }
+    later = run_checks(data.url, AS_OF, settings=CheckSettings(result_days_before_start=8))
+    assert "starts_in_8_days" in flagged(later, "result_not_entered")
 
 
 def test_entry_not_declared_within_three_days(data: QualityData) -> None:
@@ -600,10 +628,11 @@ def test_flags_are_stored_set_based_and_rendered_when_read(data: QualityData) ->
     assert stored_total == run.flags_total == len(run.flags)
     rules = {rule.id: rule for rule in load_rules()}
     by_session = {f.carif_session_numero: f for f in run.flags if f.rule_id == HEADLINE_RULE}
-    assert by_session["never_any"].message.endswith(rules[HEADLINE_RULE].details["none"])
+    none = " ".join(rules[HEADLINE_RULE].details["kairos_not_checked_none"].split())
+    assert by_session["never_any"].message.endswith(none)
     assert "1 modalité(s) saisie(s)" in by_session["past_ico"].message
     assert days(-10).strftime("%d/%m/%Y") in by_session["past_ico"].message
-    assert run.sessions_blocked == 2
+    assert (run.sessions_blocked, run.sessions_unverified) == (0, 2)
 
 
 def test_a_failed_check_run_leaves_no_flags(

@@ -130,7 +130,8 @@ def test_departement_is_derived(
 def test_place_without_departement_gets_it_from_insee_or_postal_code() -> None:
     bastia = TrainingPlace(
         coordinates=Coordinates(
-            nom="Site Bastia", address=Address(lines=("1 quai",), postal_code="20200", city="Bastia")
+            nom="Site Bastia",
+            address=Address(lines=("1 quai",), postal_code="20200", city="Bastia"),
         )
     )
     row = map_formation(formation(action(places=(bastia,))), PLAIN).sessions[0]
@@ -218,8 +219,11 @@ def test_real_record_traits_through_load_and_checks(db: str, tmp_path: Path) -> 
     assert slots[0][0] == 0  # no meeting anyone could book
 
     run = run_checks(db, dt.date(2025, 12, 1))
-    missing = {f.detail_key for f in run.flags if f.rule_id == "missing_kairos_field"
-               and f.kairos_session_id == row.id}
+    missing = {
+        f.detail_key
+        for f in run.flags
+        if f.rule_id == "missing_kairos_field" and f.kairos_session_id == row.id
+    }
     assert missing and all("objectif" in k and "contenu" in k for k in missing)
     flagged = [f for f in run.flags if f.kairos_session_id == row.id]
     assert all(f.departement == row.place_departement for f in flagged)

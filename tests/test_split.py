@@ -191,3 +191,60 @@ def test_generated_guichet_unique_sessions_have_their_place(tmp_path: Path) -> N
                 missing += 1
     assert guichet > 20
     assert missing == 0
+
+
+# ----------------------------------------------------------------- through a load and the checks
+
+
+def test_loaded_offers_flag_neither_foreign_icos_nor_missing_places(
+    db: str, tmp_path: Path
+) -> None:
+    """A generated 2.2 offer loaded with #Avenir as guichet unique: no 'ico_after_start' flag
+    from an action's meeting on a session it never concerned, and no 'lieu manquant' on a
+    guichet-unique session that has a place of training with an address."""
+    import datetime as dt
+
+    from test_load import CONFIG, query
+
+    from pipelines.load import load_snapshot
+    from quality_checks.runner import run_checks
+
+    file = tmp_path / "nor.xml"
+    write_offers(
+        file, formations=150, seed=4, lheo_version="2.2", reference_date=dt.date(2026, 3, 1)
+    )
+    load_snapshot(file, source="nor", config=CONFIG, db_url=db)
+    info_after_start = query(
+        db,
+        "SELECT COUNT(*) FROM recruitment_slot r JOIN kairos_session k"
+        " ON k.id = r.kairos_session_id WHERE r.slot_key LIKE 'info:%'"
+        " AND COALESCE(k.modalites_entrees_sorties, 0) <> 1 AND r.starts_on > k.debut",
+    )[0][0]
+    assert info_after_start == 0
+    run = run_checks(db, dt.date(2026, 1, 15))
+    foreign = [
+        f
+        for f in run.flags
+        if f.rule_id == "inconsistent_dates"
+        and ":info:" in f.detail_key
+        and f.detail_key.startswith("ico_after_start")
+    ]
+    assert foreign == []
+    guichet = {
+        r[0]
+        for r in query(
+            db,
+            "SELECT id FROM kairos_session WHERE split_reason = 'guichet_unique'"
+            ' AND places_json LIKE \'%"kind":"lieu"%"postal_code":"%\'',
+        )
+    }
+    assert len(guichet) > 20
+    missing_place = [
+        f
+        for f in run.flags
+        if f.rule_id == "missing_kairos_field"
+        and f.kairos_session_id in guichet
+        and "lieu" in f.detail_key.split(",")
+    ]
+    assert missing_place == []
+    assert all(f.departement for f in run.flags if f.kairos_session_id in guichet)

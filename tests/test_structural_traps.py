@@ -112,7 +112,9 @@ def test_an_unknown_element_alone_is_quarantined(db: str, tmp_path: Path) -> Non
         extras = etree.SubElement(root.find(f"{{{ns}}}offres"), f"{{{ns}}}extras")  # type: ignore[arg-type]
         etree.SubElement(extras, f"{{{ns}}}extra", info="lot").text = "LHEO's own extension"
 
-    entry = load_snapshot(edited(base, tmp_path / "note.xml", note), source="occ", config=CONFIG, db_url=db)
+    entry = load_snapshot(
+        edited(base, tmp_path / "note.xml", note), source="occ", config=CONFIG, db_url=db
+    )
     rows = query(db, "SELECT record_kind, path FROM quarantine WHERE run_id = :r", r=entry.run_id)
     assert [(r.record_kind, r.path) for r in rows if r.record_kind == "element"] == [
         ("element", "/commentaire")
@@ -215,7 +217,9 @@ def test_duplicate_numero_last_copy_wins_on_every_path(
     reference = load_snapshot(doubled, source="occ", config=CONFIG, db_url=fresh, fast_path=False)
     assert entry.counts["duplicate_formations"] == reference.counts["duplicate_formations"] == 1
     for name in ("kairos_session", "formation", "action", "recruitment_slot"):
-        got = [r for r in _without_ids(incremental, NATURAL[name]) if "ancienne copie" not in str(r)]
+        got = [
+            r for r in _without_ids(incremental, NATURAL[name]) if "ancienne copie" not in str(r)
+        ]
         assert _without_ids(incremental, NATURAL[name]) == got, f"{name}: earlier copy loaded"
     # The open rows are those of a fresh read of the same file (the fresh database has no
     # history of the base, so only the current rows compare).
@@ -303,6 +307,9 @@ def test_a_formation_that_turns_invalid_keeps_its_sessions(db: str, tmp_path: Pa
     # Corrected upstream: the formations are read again and the mark goes.
     fixed = load_snapshot(base, source="occ", config=CONFIG, db_url=db)
     assert fixed.counts["sessions_no_longer_rejected"] == kept
-    assert scalar(
-        db, "SELECT COUNT(*) FROM kairos_session WHERE formation_rejected_run_id IS NOT NULL"
-    ) == 0
+    assert (
+        scalar(
+            db, "SELECT COUNT(*) FROM kairos_session WHERE formation_rejected_run_id IS NOT NULL"
+        )
+        == 0
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ from pipelines.history import (
     utcnow,
 )
 from pipelines.kairos_exports import contracts as c
-from pipelines.kairos_exports import slots
+from pipelines.kairos_exports import modalities, slots
 from pipelines.kairos_exports.lifecycle import (
     CurrentState,
     Plan,
@@ -45,6 +45,7 @@ from pipelines.kairos_exports.lifecycle import (
     date_steps,
     plan_steps,
 )
+from pipelines.kairos_exports.modalities import load_modalities
 from pipelines.kairos_exports.pseudonym import Pseudonymiser, load_key
 from pipelines.kairos_exports.reading import (
     BadLine,
@@ -70,17 +71,19 @@ from pipelines.kairos_exports.values import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ExportKind = Literal["adherents", "training-plans", "appointments"]
+ExportKind = Literal["adherents", "training-plans", "appointments", "modalities"]
 EXPORT_KINDS: tuple[str, ...] = get_args(ExportKind)
 RECORD_KINDS: Mapping[str, str] = {
     "adherents": "adherent",
     "training-plans": "training_plan",
     "appointments": "appointment",
+    "modalities": "modality",
 }
 DEFAULT_SOURCES: Mapping[str, str] = {
     "adherents": "kairos",
     "training-plans": "france_travail",
     "appointments": "kairos",
+    "modalities": "kairos",
 }
 
 
@@ -170,7 +173,7 @@ class Run:
         if key not in self._sessions:
             t = self.tables["kairos_session"]
             query = (
-                sa.select(t.c.id, t.c.dispensateur_siret, t.c.carif_action_numero)
+                sa.select(t.c.id, t.c.source, t.c.dispensateur_siret, t.c.carif_action_numero)
                 .where(t.c.carif_session_numero == carif_session)
                 .where(t.c.dispensateur_siret == siret)
                 # Open sessions first: a closed one only when nothing else matches.
@@ -192,11 +195,15 @@ def ingest_export(
     source: str | None = None,
     as_of: date | None = None,
     lock_timeout: float = 600.0,
+    covers: Sequence[str] | None = None,
 ) -> IngestResult:
     """Load one KAIROS / France Travail export of `kind` into the database at `db_url`.
 
     `as_of` (default: today) dates the 'inscrit' status a training plan asserts when its
-    start date is later. Raises `ExportFileError` (file refused whole, ledger 'failed'),
+    start date is later, and the day a modalities export was seen; `covers` names the CARIF
+    sources a modalities export covers (default: those of the sessions it lists;
+    pipelines/kairos_exports/modalities.py). Raises `ExportFileError` (file refused whole,
+    ledger 'failed'),
     `PseudonymKeyError` (no key for a kind that carries candidates), `RunLockTimeout`
     (another ingestion of the same kind and source ran longer than `lock_timeout`). Runs
     of one kind and source are serialised; a run killed before recording its end is
@@ -222,13 +229,19 @@ def ingest_export(
             mark_interrupted_runs(engine, run_kind=kind, source=source, current_run_id=run_id)
             try:
                 pseudonymiser = (
-                    None if kind == "adherents" else Pseudonymiser(load_key(pseudonym_key))
+                    None
+                    if kind in ("adherents", "modalities")
+                    else Pseudonymiser(load_key(pseudonym_key))
                 )
                 table = _open_table(file_path, kind)
                 with engine.begin() as conn:
                     run = Run(conn, tables, run_id, kind, source, file_path.name)
                     if kind == "adherents":
                         _load_adherents(run, table)
+                    elif kind == "modalities":
+                        load_modalities(
+                            run, _records(run, table), covers=covers, seen_on=as_of or date.today()
+                        )
                     elif kind == "training-plans":
                         assert pseudonymiser is not None
                         _load_training_plans(run, table, pseudonymiser, as_of or date.today())
@@ -295,10 +308,14 @@ def _open_table(path: Path, kind: str) -> ExportTable:
         return open_export(
             path, required=c.REQUIRED_TRAINING_PLANS, aliases=c.TRAINING_PLAN_ALIASES
         )
+    if kind == "modalities":
+        return open_export(path, required=modalities.REQUIRED, aliases=modalities.ALIASES)
     return open_export(path, required=c.REQUIRED_APPOINTMENTS, aliases=c.APPOINTMENT_ALIASES)
 
 
 _TABLES = (
+    "kairos_export_coverage",
+    "kairos_modality_unmatched",
     "run_ledger",
     "quarantine",
     "kairos_session",
@@ -712,7 +729,6 @@ def _plan_sirets(run: Run, record: Record, errors: LineErrors) -> tuple[str | No
     if formateur is None and responsable is None and not errors:
         errors.add("dc_siretformateur", "no SIRET (dc_siretformateur, dc_siret)")
     return formateur, responsable
-
 
 
 def _load_training_plans(

@@ -2,12 +2,16 @@
 --   'end_before_start'        fin < debut;
 --   'ico_after_start:<slot>'  an ICO dated after the start of a fixed-date session: "les dates
 --                             de session doivent exister avant les dates d'ICO" and the ICO
---                             recruits for the session (seeds 000 and 002, DOMAIN.md
---                             "Recruitment modalities"); an ICO on the start day is accepted;
+--                             recruits for the session (FAQ Occitanie, question 1; DOMAIN.md
+--                             "Recruitment modalities"); an ICO on the start day is accepted.
+--                             An action's date-information is given only to the sessions
+--                             not started on its day (transforms/kairos_mapping.py): only a
+--                             meeting the offer put on the session itself comes here;
 --   'slot_after_end:<slot>'   a recruitment slot starting after the session's last day;
 --   'slot_reversed:<slot>'    a slot ending before it starts.
 -- Reversed sessions are checked while their later date (debut) is not past. Only current
--- slots; <slot> is modality:slot_key; detail_date = the offending date.
+-- slots, not cancelled in KAIROS; <slot> is modality:slot_key; detail_date = the offending
+-- date.
 -- `{batch}` = kairos_session.
 SELECT
     s.id AS kairos_session_id,
@@ -49,6 +53,7 @@ JOIN recruitment_slot r ON r.kairos_session_id = s.id
 WHERE s.closed_at IS NULL
   AND (s.fin IS NULL OR s.fin >= :as_of)
   AND r.closed_at IS NULL
+  AND COALESCE(r.status, 'open') <> 'cancelled'
   AND r.modality IN ('ico', 'rdvi', 'candidature')
   AND (
       r.ends_on < r.starts_on

@@ -1,20 +1,24 @@
 -- no_open_recruitment_modality (headline): a KAIROS session recruiting on :as_of with no
 -- open recruitment modality, so a prescriber sees free places but cannot position anyone
--- ("Dommage, on est bloqué !!!", seed 000; "Ne jamais laisser le prescripteur sans aucune
--- modalité de recrutement ouverte, tant que le recrutement est actif", seed 002).
+-- ("Dommage, on est bloqué !!!", Normandie deck "SMF et KAIROS"; "Ne jamais laisser le
+-- prescripteur sans aucune modalité de recrutement ouverte, tant que le recrutement est
+-- actif", "Rappel : les obligations légales" deck).
 --
--- Recruiting on :as_of ({recruiting_session}, sql/checks/fragments/recruiting_session.sql):
---   current (closed_at IS NULL), etat_recrutement = 1 (ouvert), and permanent entries/exits
---   (modalites_entrees_sorties = 1): not ended (fin >= :as_of); fixed dates (0 or
---   unknown): not yet started (debut > :as_of, or unknown).
--- Open modality on :as_of (a current slot):
---   ico          dated on or after :as_of (an ICO on the as-of date still counts);
---   rdvi         range still running (COALESCE(ends_on, starts_on) >= :as_of);
---   candidature  window covering :as_of (bounds inclusive, NULL = unbounded) with capacity
---                left (capacity NULL, or more than the enrolments positioned on it).
--- `{batch}` is Great Expectations' placeholder for the kairos_session table (the asset the
--- suite validates); quality_checks/runner.py substitutes it when running without GX.
--- detail_count: modalities ever entered (0 = none at all); detail_date: the last one's date.
+-- Recruiting: {recruiting_session} (sql/fragments/recruiting_session.sql). Open:
+-- {open_slot} (sql/fragments/open_slot.sql), over every current slot of the session: the
+-- offer's (origin lheo) and KAIROS's (origin kairos: the modalities export, the
+-- appointments export).
+-- RDVI ranges and candidature windows are entered in KAIROS, not in the offer: the flag says
+-- what it rests on (detail_key):
+--   'blocked'             a KAIROS modalities export covering the session's source was
+--                         seen recently ({kairos_checked}): nothing is open there either;
+--   'kairos_not_checked'  no such export: no modality is visible in the offer, KAIROS was
+--                         not checked;
+--   + ':ico_undated'      the offer announces an information meeting without a date
+--                         (`00000000`), which nobody can book.
+-- detail_count: the distinct modalities ever entered (the same ICO seen in the offer and in
+-- KAIROS counts once: same modality and date); detail_date: the last one's (last) day.
+-- `{batch}` is Great Expectations' placeholder for the kairos_session table.
 SELECT
     s.id AS kairos_session_id,
     s.source,
@@ -24,9 +28,12 @@ SELECT
     s.dispensateur_siret,
     s.mandataire_siret,
     s.place_departement AS departement,
-    '' AS detail_key,
+    CASE WHEN {kairos_checked} THEN 'blocked' ELSE 'kairos_not_checked' END
+        || CASE WHEN s.undated_ico_count > 0 THEN ':' || 'ico_undated' ELSE '' END AS detail_key,
     (
-        SELECT COUNT(*)
+        SELECT COUNT(DISTINCT r.modality || ':' || COALESCE(CAST(r.starts_on AS TEXT), '')
+            || CASE WHEN r.modality = 'ico' THEN ''
+                    ELSE ':' || COALESCE(CAST(r.ends_on AS TEXT), '') END)
         FROM recruitment_slot r
         WHERE r.kairos_session_id = s.id
           AND r.closed_at IS NULL
@@ -45,23 +52,5 @@ WHERE {recruiting_session}
       SELECT 1
       FROM recruitment_slot r
       WHERE r.kairos_session_id = s.id
-        AND r.closed_at IS NULL
-        AND (
-            (r.modality = 'ico' AND r.starts_on >= :as_of)
-            OR (r.modality = 'rdvi' AND COALESCE(r.ends_on, r.starts_on) >= :as_of)
-            OR (
-                r.modality = 'candidature'
-                AND (r.starts_on IS NULL OR r.starts_on <= :as_of)
-                AND (r.ends_on IS NULL OR r.ends_on >= :as_of)
-                AND (
-                    r.capacity IS NULL
-                    OR r.capacity > (
-                        SELECT COUNT(DISTINCT ev.enrolment_id)
-                        FROM enrolment_event ev
-                        WHERE ev.recruitment_slot_id = r.id
-                          AND ev.status = 'positionne'
-                    )
-                )
-            )
-        )
+        AND {open_slot}
   )

@@ -1,11 +1,12 @@
 -- past_market_recruiting: a guichet-unique (#Avenir-type) session still recruiting on a past
--- year's market. Seed 002 ("Vigilance sur sessions #avenir"): "les modalités de recrutement
+-- year's market. "Rappel : les obligations légales" deck ("Vigilance sur sessions #avenir"): "les modalités de recrutement
 -- doivent être saisies sur le marché #avenir correspondant à l'année en cours … Sur le marché
 -- 2020 … AUCUN RECRUTEMENT sur ce marché 2020".
 -- Guichet unique is configuration (config/sources.yaml), recorded by the loader as
 -- split_reason = 'guichet_unique'. The model has no market column: the market year is the
 -- year the session starts (debut), so "past market" = debut < :year_start (1 January of the
--- as-of year). Recruiting = etat_recrutement 1 and not ended, or any slot still open.
+-- as-of year). Recruiting = etat_recrutement 1 and not ended, or any slot still open
+-- ({open_slot}, sql/fragments/open_slot.sql).
 -- `{batch}` = kairos_session.
 SELECT
     s.id AS kairos_session_id,
@@ -29,15 +30,6 @@ WHERE s.closed_at IS NULL
           SELECT 1
           FROM recruitment_slot r
           WHERE r.kairos_session_id = s.id
-            AND r.closed_at IS NULL
-            AND (
-                (r.modality = 'ico' AND r.starts_on >= :as_of)
-                OR (r.modality = 'rdvi' AND COALESCE(r.ends_on, r.starts_on) >= :as_of)
-                OR (
-                    r.modality = 'candidature'
-                    AND (r.starts_on IS NULL OR r.starts_on <= :as_of)
-                    AND (r.ends_on IS NULL OR r.ends_on >= :as_of)
-                )
-            )
+            AND {open_slot}
       )
   )

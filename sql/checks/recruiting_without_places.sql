@@ -1,13 +1,15 @@
 -- recruiting_without_places: a session recruiting on :as_of that offers no place, so the
 -- recruitment state misleads advisers (KAIROS screen 4 "Financement – Nb de places – Statut
--- du recrutement", seed 000).
---   detail_key 'no_funded_place': no funder declares a place (funded_places_total NULL or 0);
---   detail_key 'slots_full': it has open modalities (as in no_open_recruitment_modality,
---     capacity aside) and every one of them has a capacity already reached by the
---     enrolments positioned on it; detail_count = the open slots.
--- "Recruiting": {recruiting_session} (sql/checks/fragments/), spliced into both branches
--- rather than put in a CTE: PostgreSQL materialises a CTE read twice, and the join on it then
--- took seconds on a few thousand sessions. `{batch}` = kairos_session.
+-- du recrutement", Normandie deck "SMF et KAIROS").
+--   detail_key 'no_funded_place': no funder of the LHEO session declares a place
+--     (funded_places_lheo NULL or 0: the LHEO session's figure, whichever of its
+--     dispensateurs' KAIROS rows counts it);
+--   detail_key 'slots_full': it has open modalities ({open_slot}) and every one of them has
+--     a capacity already reached by the enrolments positioned on it; detail_count = the
+--     open slots.
+-- "Recruiting": {recruiting_session} (sql/fragments/), spliced into both branches rather than
+-- put in a CTE: PostgreSQL materialises a CTE read twice, and the join on it then took
+-- seconds on a few thousand sessions. `{batch}` = kairos_session.
 WITH booked AS (
     SELECT ev.recruitment_slot_id AS slot_id, COUNT(DISTINCT ev.enrolment_id) AS n
     FROM enrolment_event ev
@@ -24,16 +26,7 @@ open_slot AS (
         END AS full_slot
     FROM recruitment_slot r
     LEFT JOIN booked b ON b.slot_id = r.id
-    WHERE r.closed_at IS NULL
-      AND (
-          (r.modality = 'ico' AND r.starts_on >= :as_of)
-          OR (r.modality = 'rdvi' AND COALESCE(r.ends_on, r.starts_on) >= :as_of)
-          OR (
-              r.modality = 'candidature'
-              AND (r.starts_on IS NULL OR r.starts_on <= :as_of)
-              AND (r.ends_on IS NULL OR r.ends_on >= :as_of)
-          )
-      )
+    WHERE {open_slot}
 ),
 session_slots AS (
     SELECT kairos_session_id, COUNT(*) AS open_slots, SUM(full_slot) AS full_slots
@@ -50,11 +43,11 @@ SELECT
     s.mandataire_siret,
     s.place_departement AS departement,
     'no_funded_place' AS detail_key,
-    s.funded_places_total AS detail_count,
+    s.funded_places_lheo AS detail_count,
     CAST(NULL AS DATE) AS detail_date
 FROM {batch} s
 WHERE {recruiting_session}
-  AND COALESCE(s.funded_places_total, 0) <= 0
+  AND COALESCE(s.funded_places_lheo, 0) <= 0
 UNION ALL
 SELECT
     s.id,

@@ -1,10 +1,15 @@
--- result_not_entered: candidates marked present at an ICO / RDVI / interview for more than
--- 15 days with no result (retenu, retenu mis en attente, non retenu): the KAIROS tab "Saisir
--- les résultats de l'info coll" lists them (seed 002); "sa présence ou sa suite de
--- candidature n'est pas renseignée" (seed 000). 15 days: seed 004 (FAQ 3) discusses giving
--- the result "dans les 15 jours qui suivent la réunion d'information".
--- Boundary: status 'present' dated before :as_of_minus_15 (16 days or more ago).
--- One flag per session; detail_count = candidates, detail_date = the oldest presence.
+-- result_not_entered: candidates marked present at an ICO / RDVI / interview who still have
+-- no result (retenu, retenu mis en attente, non retenu) when the recruitment ends. FAQ
+-- Occitanie, questions 3, 21 and 22: presence is entered "dès la fin de l'information
+-- collective", "vous saisissez le reste des informations à la fin du recrutement" — the
+-- result is due at the end of the recruitment, not 15 days after the meeting. The KAIROS tab
+-- "Saisir les résultats" lists them ("Rappel : les obligations légales" deck).
+-- End of recruitment: the session (or the candidate's planned start, from the training
+-- plan) starts within :result_days days (:result_due_by = :as_of + that; 7 by default) or has
+-- started. With permanent entries and exits a session recruits until it ends: the
+-- candidate's own planned start counts, else the presence dates back more than :result_days
+-- days (:as_of_minus_result_days).
+-- One flag per session; detail_count = candidates, detail_date = the earliest start.
 -- `{batch}` = kairos_session.
 SELECT
     s.id AS kairos_session_id,
@@ -17,11 +22,23 @@ SELECT
     s.place_departement AS departement,
     '' AS detail_key,
     COUNT(*) AS detail_count,
-    MIN(e.status_date) AS detail_date
+    MIN(COALESCE(e.planned_start, s.debut, e.status_date)) AS detail_date
 FROM {batch} s
 JOIN enrolment e ON e.kairos_session_id = s.id
 WHERE e.current_status = 'present'
-  AND e.status_date < :as_of_minus_15
+  AND (
+      (
+          COALESCE(s.modalites_entrees_sorties, 0) <> 1
+          AND COALESCE(e.planned_start, s.debut) <= :result_due_by
+      )
+      OR (
+          s.modalites_entrees_sorties = 1
+          AND (
+              e.planned_start <= :result_due_by
+              OR (e.planned_start IS NULL AND e.status_date < :as_of_minus_result_days)
+          )
+      )
+  )
 GROUP BY
     s.id,
     s.source,
