@@ -36,7 +36,7 @@ RENAMED = {
     "dc_lblorganismeformateur": "dc_lblorganismeorganismeformateur",
     "dc_raisonsocialeformateur": "dc_raisonsocialeorganismeformateur",
 }
-REAL_HEADER = tuple(RENAMED.get(c, c) for c in TRAINING_PLANS_HEADER) + ("dc_nouvellecolonne",)
+REAL_HEADER = (*(RENAMED.get(c, c) for c in TRAINING_PLANS_HEADER), "dc_nouvellecolonne")
 # Fourteen digits failing the check digit: SIRET_A with its last digit changed.
 BAD_CHECK = SIRET_A[:-1] + str((int(SIRET_A[-1]) + 1) % 10)
 SESSION_BAD = "SE_00055555"

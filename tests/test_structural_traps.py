@@ -162,9 +162,8 @@ def test_reader_names_the_line_of_a_foreign_offres(tmp_path: Path) -> None:
         '  <offres xmlns="urn:other"><formation/></offres>\n</lheo>\n',
         encoding="utf-8",
     )
-    with pytest.raises(DocumentError) as caught:
-        with OfferReader(path) as reader:
-            list(reader)
+    with pytest.raises(DocumentError) as caught, OfferReader(path) as reader:
+        list(reader)
     assert "<offres> in namespace 'urn:other' at line 3" in str(caught.value)
 
 
