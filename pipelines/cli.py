@@ -281,19 +281,25 @@ def export_sessions_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="file (default: stdout)")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="YYYY-MM-DD: slot states on this day (default today)"),
+    ] = None,
 ) -> None:
-    """Open KAIROS sessions with their open recruitment slots (JSON array or CSV)."""
+    """Open KAIROS sessions with their recruitment slots (JSON array or CSV): `slots` with
+    their state on --as-of, `open_slots` the open ones (the checks' definition)."""
     import sys
 
     from pipelines.export_sessions import ExportFormat as Fmt
     from pipelines.export_sessions import export_sessions
 
+    day = _as_of(as_of) if as_of is not None else None
     fmt: Fmt = "csv" if output_format is ExportFormat.csv else "json"
     if output is None:
-        export_sessions(sys.stdout, db_url=db, fmt=fmt)
+        export_sessions(sys.stdout, db_url=db, fmt=fmt, as_of=day)
         return
     with output.open("w", encoding="utf-8", newline="") as handle:
-        count = export_sessions(handle, db_url=db, fmt=fmt)
+        count = export_sessions(handle, db_url=db, fmt=fmt, as_of=day)
     typer.echo(f"{output}: {count} sessions", err=True)
 
 

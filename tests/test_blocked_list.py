@@ -244,3 +244,39 @@ def test_modalities_export_lines_are_checked(data: QualityData, tmp_path: Path) 
         "dc_siretformateur",
         "statut",
     ]
+
+
+def test_export_sessions_as_of_lists_open_slots_and_every_slots_state(
+    data: QualityData,
+) -> None:
+    import io
+    import json
+
+    from pipelines.export_sessions import export_sessions
+
+    session = data.session(carif_session_numero="S-EXPORT")
+    slot = data.slot
+    slot(session, "ico", origin="lheo", slot_key="a-open", starts_on=days(2), ends_on=days(2))
+    slot(session, "ico", origin="lheo", slot_key="b-past", starts_on=days(-2), ends_on=days(-2))
+    slot(session, "ico", origin="lheo", slot_key="c-zero", starts_on=days(2), capacity=0)
+    slot(session, "other", origin="lheo", slot_key="d-test", starts_on=days(2))
+    slot(session, "rdvi", slot_key="e-cancelled", starts_on=days(2), status="cancelled")
+    slot(session, "candidature", slot_key="f-later", starts_on=days(2), ends_on=days(9))
+    out = io.StringIO()
+    assert export_sessions(out, db_url=data.url, as_of=AS_OF) == 1
+    [exported] = json.loads(out.getvalue())
+    states = {s["slot_key"]: s["state"] for s in exported["slots"]}
+    assert states == {
+        "a-open": "open",
+        "b-past": "past",
+        "c-zero": "no_places",
+        "d-test": "not_a_kairos_modality",
+        "e-cancelled": "cancelled",
+        "f-later": "not_yet_open",
+    }
+    assert [s["slot_key"] for s in exported["open_slots"]] == ["a-open"]
+    # On another day, another answer: the past meeting was open then.
+    out = io.StringIO()
+    export_sessions(out, db_url=data.url, as_of=days(-3))
+    [earlier] = json.loads(out.getvalue())
+    assert {s["slot_key"] for s in earlier["open_slots"]} == {"a-open", "b-past"}

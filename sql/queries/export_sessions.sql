@@ -15,9 +15,16 @@ SELECT id,
        debut_precision,
        fin,
        fin_precision,
+       registration_debut,
+       registration_fin,
        place_city,
        place_postal_code,
-       funded_places_total
+       place_departement,
+       funded_places_total,
+       funded_places_lheo,
+       funded_places_shared_by,
+       undated_ico_count,
+       formation_rejected_run_id
 FROM kairos_session
 WHERE closed_at IS NULL
 ORDER BY id;
