@@ -164,11 +164,16 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
         params = {"run_id": run.id, "previous_run_id": previous.id}
         new = _rows(conn, "queries/quality_new_flags.sql", **params)
         resolved = _rows(conn, "queries/quality_resolved_flags.sql", **params)
-    blocked = _rows(
+    headline_rows = _rows(
         conn, "queries/quality_blocked_sessions.sql", run_id=run.id, rule_id=HEADLINE_RULE
     )
-    for row in blocked:
+    for row in headline_rows:
         row["message"] = render_message(row)
+        row["constat"] = rules[HEADLINE_RULE].detail(row)
+    # What each flag rests on (sql/checks/no_open_recruitment_modality.sql): blocked, or no
+    # open modality in the offer with KAIROS not checked.
+    blocked = [r for r in headline_rows if str(r["detail_key"]).startswith("blocked")]
+    unverified = [r for r in headline_rows if not str(r["detail_key"]).startswith("blocked")]
     flags = _rows(conn, "queries/quality_flags_of_run.sql", run_id=run.id)
     for flag in flags:
         flag["rule_title"] = rules[flag["rule_id"]].title
@@ -182,6 +187,7 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
             "current": run.sessions_current,
             "recruiting": run.sessions_recruiting,
             "blocked": run.sessions_blocked,
+            "unverified": run.sessions_unverified,
             "share": _percent(run.sessions_blocked, run.sessions_recruiting),
         },
         "by_rule": by_rule,
@@ -193,6 +199,7 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
         "new_by_rule": _count_by_rule(new),
         "resolved_by_rule": _count_by_rule(resolved),
         "blocked": blocked,
+        "unverified": unverified,
         "flags": flags,
         "rules": rules,
         "expectations": [e for e in run.expectations if not e.success],
@@ -230,12 +237,19 @@ def draw_charts(data: Mapping[str, Any], out: Path) -> tuple[Chart, ...]:
         [p["sessions_blocked"] for p in trend],
         marker="o",
         color="#c0392b",
-        label="Bloquées (aucune modalité ouverte)",
+        label="Bloquées (aucune modalité ouverte, KAIROS vérifié)",
+    )
+    ax.plot(
+        dates,
+        [p["sessions_unverified"] or 0 for p in trend],
+        marker="o",
+        color="#e67e22",
+        label="Aucune modalité visible dans l'offre (KAIROS non vérifié)",
     )
     ax.set_ylim(bottom=0, top=max([p["sessions_recruiting"] or 0 for p in trend] + [1]) * 1.25)
     ax.grid(axis="y", color="#dddddd")
     # Legend above the plot area, so it never hides the first points.
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=7, frameon=False)
     ax.tick_params(labelsize=8)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d/%m"))
     if len(dates) <= 12:
@@ -248,7 +262,9 @@ def draw_charts(data: Mapping[str, Any], out: Path) -> tuple[Chart, ...]:
         alt = (
             f"Évolution sur {len(trend)} contrôle(s), du {format_date(first['as_of'])} au "
             f"{format_date(last['as_of'])} : sessions bloquées passées de "
-            f"{first['sessions_blocked']} à {last['sessions_blocked']}, sessions en recrutement "
+            f"{first['sessions_blocked']} à {last['sessions_blocked']}, sessions sans modalité "
+            f"visible dans l'offre (KAIROS non vérifié) de {first['sessions_unverified'] or 0} "
+            f"à {last['sessions_unverified'] or 0}, sessions en recrutement "
             f"de {first['sessions_recruiting']} à {last['sessions_recruiting']}."
         )
     else:
@@ -297,9 +313,14 @@ def _environment() -> jinja2.Environment:
 
 def subject(data: Mapping[str, Any]) -> str:
     h = data["headline"]
+    unverified = (
+        f" (+{h['unverified']} sans modalité visible, KAIROS non vérifié)"
+        if h["unverified"]
+        else ""
+    )
     return (
         f"[KAIROS] Contrôle qualité au {format_date(data['as_of'])} ({data['scope_label']}) : "
-        f"{h['blocked']} session(s) bloquée(s) sur {h['recruiting']} en recrutement"
+        f"{h['blocked']} session(s) bloquée(s) sur {h['recruiting']} en recrutement{unverified}"
     )
 
 
@@ -311,7 +332,9 @@ def plain_text(data: Mapping[str, Any]) -> str:
         "",
         f"Sessions synchronisées : {h['current']}",
         f"Sessions en recrutement : {h['recruiting']}",
-        f"Sessions bloquées (aucune modalité de recrutement ouverte) : {h['blocked']}",
+        "Sessions bloquées (aucune modalité ouverte, ni dans l'offre ni dans KAIROS) : "
+        f"{h['blocked']}",
+        f"Sessions sans modalité visible dans l'offre, KAIROS non vérifié : {h['unverified']}",
         f"Part des sessions en recrutement bloquées : {h['share']}",
         "",
         "Signalements par règle :",

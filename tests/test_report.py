@@ -46,7 +46,9 @@ CONFIG = parse_config(
 
 
 def _scenario(data: QualityData) -> None:
-    """Two checks a week apart: one session stays blocked, one is fixed, one appears."""
+    """Two checks a week apart: one session stays blocked, one is fixed, one appears; a
+    KAIROS modalities export covered the source 'test' before each, none covered 'other'."""
+    data.kairos_export(days(-7))
     data.organisation(OF_A, "Organisme Alpha", "28140000014")
     data.organisation(OF_B, "Institut Beta", "76310000031")
     data.session(
@@ -58,9 +60,11 @@ def _scenario(data: QualityData) -> None:
         place_city="Lisieux",
         place_postal_code="14100",
         funded_places_total=15,
+        funded_places_lheo=15,
         action_url="https://www.offre-exemple.test/formation/S-BLOCKED",
     )
     fixed = data.session(carif_session_numero="S-FIXED")
+    data.session(carif_session_numero="S-UNVERIFIED", source="other")
     data.session(
         carif_session_numero='=HYPERLINK("http://x")',
         intitule="<b>injection</b>",
@@ -69,6 +73,7 @@ def _scenario(data: QualityData) -> None:
     build_report(data.url, days(-7), Path(data.url.rsplit("/", 1)[-1] + "-unused"))
     data.slot(fixed, "ico", starts_on=days(3))
     data.session(carif_session_numero="S-NEW", etat_recrutement=1, debut=days(2))
+    data.kairos_export(AS_OF)
 
 
 @pytest.fixture
@@ -88,20 +93,30 @@ def test_report_sections(data: QualityData, tmp_path: Path) -> None:
     kpi = {
         td.get("data-kpi"): td.text_content().split()[0] for td in page.xpath("//td[@class='kpi']")
     }
-    # 4 sessions synchronised, all recruiting; blocked: S-BLOCKED, the injected one, S-NEW.
-    assert kpi == {"current": "4", "recruiting": "4", "blocked": "3", "share": "75,0"}
+    # 5 sessions synchronised, all recruiting; blocked: S-BLOCKED, the injected one, S-NEW;
+    # S-UNVERIFIED has no open modality either, but no KAIROS export covered its source.
+    assert kpi == {
+        "current": "5",
+        "recruiting": "5",
+        "blocked": "3",
+        "unverified": "1",
+        "share": "60,0",
+    }
 
     rows = {tr.get("data-rule"): tr for tr in page.xpath("//table[@id='table-regles']/tbody/tr")}
     assert set(rows) == {rule.id for rule in load_rules()}
     headline = [c.text_content().strip() for c in rows["no_open_recruitment_modality"]]
     # flags, sessions, new since last check, resolved since last check
-    assert headline[3:] == ["3", "3", "1", "1"]
+    assert headline[3:] == ["4", "4", "1", "1"]
 
     blocked = {
         tr.get("data-session"): tr.text_content()
         for tr in page.xpath("//table[@id='table-bloquees']/tbody/tr")
     }
     assert set(blocked) == {"S-BLOCKED", "S-NEW", '=HYPERLINK("http://x")'}
+    unverified = page.xpath("//table[@id='table-non-verifiees']/tbody/tr")
+    assert [tr.get("data-session") for tr in unverified] == ["S-UNVERIFIED"]
+    assert "KAIROS non vérifié" in unverified[0].text_content()
     text = " ".join(blocked["S-BLOCKED"].split())
     for expected in (
         "Titre pro gestionnaire de paie",

@@ -24,6 +24,8 @@ SELECT
     k.fin,
     k.modalites_entrees_sorties,
     k.funded_places_total,
+    k.funded_places_lheo,
+    k.funded_places_shared_by,
     k.place_postal_code,
     k.place_city,
     k.action_url,

@@ -6,6 +6,7 @@ SELECT
     r.sessions_current,
     r.sessions_recruiting,
     r.sessions_blocked,
+    r.sessions_unverified,
     r.flags_total
 FROM quality_check_run r
 WHERE r.status = 'succeeded'
