@@ -16,8 +16,9 @@ Other stages add their own keys (snapshot location, report recipients…): unkno
 kept in `SourceConfig.options` untouched, never rejected, so one file serves every stage.
 The keys this module knows are validated, and every error names the file and the key path.
 
-Guichet unique is configuration, never a hard-coded programme name: DOMAIN.md (seeds 000 and
-002) asks for "a configurable rule (which programmes/markets)".
+Guichet unique is configuration, never a hard-coded programme name: DOMAIN.md (Normandie
+deck "SMF et KAIROS", obligations deck) asks for "a configurable rule (which
+programmes/markets)".
 """
 
 from __future__ import annotations

@@ -47,10 +47,10 @@ FORBIDDEN = [
     (S.RETENU_EN_ATTENTE, S.INSCRIT),
     (S.RDV_ANNULE, S.PRESENT),  # a cancelled RDV cannot be attended
     (S.RDV_SUPPRIME, S.PRESENT),
-    (S.PRESENT, S.ABSENT),  # only absences are corrected (seed 002)
+    (S.PRESENT, S.ABSENT),  # only absences are corrected ("Rappel : les obligations légales" deck)
     (S.A_VALIDER, S.ENTRE),  # entry needs a validated registration
     (S.INSCRIT, S.SORTI),  # an exit needs an entry
-    (S.ABSENT_ENTREE, S.ENTRE),  # withdrawal (seed 004 FAQ 26)
+    (S.ABSENT_ENTREE, S.ENTRE),  # withdrawal (FAQ Occitanie, question 26)
     (S.ABANDON, S.ENTRE),
     (S.SORTI, S.ENTRE),
     (S.REFUS_CANDIDAT, S.PRESENT),

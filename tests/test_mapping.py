@@ -1,7 +1,8 @@
 """KAIROS mapping rules (transforms/kairos_mapping.py) on records built in Python.
 
-Split rules and guichet unique: DOMAIN.md "Mandataire and dispensateur" (seeds 000, 002).
-Slots: DOMAIN.md "Recruitment modalities" and the KAIROS screen 5 row of seed 000.
+Split rules and guichet unique: DOMAIN.md "Mandataire and dispensateur" (Normandie deck
+"SMF et KAIROS", obligations deck). Slots: DOMAIN.md "Recruitment modalities" and the
+KAIROS screen 5 row of the Normandie deck.
 """
 
 from __future__ import annotations

@@ -107,7 +107,8 @@ class ActionRow(NamedTuple):
 
 
 class SessionRow(NamedTuple):
-    """One KAIROS session: screens 1 to 4 of seed 000, plus keys and provenance."""
+    """One KAIROS session: screens 1 to 4 of the Normandie deck "SMF et KAIROS", plus keys
+    and provenance."""
 
     source: str
     carif_formation_numero: str

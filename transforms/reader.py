@@ -689,8 +689,8 @@ class _Extractor:
             value = (code.text or "").strip()
             if not value:
                 continue
-            # Rule of the LHEO definition and seed 000: the first FORMACODE is the main
-            # one, unless one is explicitly tagged "principal".
+            # Rule of the LHEO definition and of the Normandie deck "SMF et KAIROS": the first
+            # FORMACODE is the main one, unless one is explicitly tagged "principal".
             if code.get("tag") == "principal":
                 formacodes.insert(0, value)
             else:

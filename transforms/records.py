@@ -1,7 +1,7 @@
 """Typed records the reader produces from a valid LHEO `formation`.
 
 The shape follows LHEO (formation → actions → sessions) and carries every field the
-KAIROS screens 1 to 5 need (seed 000, "Saisir ma formation et KAIROS"; see
+KAIROS screens 1 to 5 need (Normandie deck "SMF et KAIROS", "Saisir ma formation et KAIROS"; see
 docs/reader.md). Both LHEO 2.2 and 2.3 map onto the same records: fields that exist in
 one version only are empty in the other (e.g. `recrutements` is 2.3, `dates_information`
 is 2.2 and 2.3).
@@ -165,7 +165,7 @@ class Action:
 
     @property
     def duration_hours(self) -> int | None:
-        """KAIROS screen 2 duration: total hours, else centre + entreprise (seed 000)."""
+        """KAIROS screen 2 duration: total hours, else centre + entreprise (Normandie deck)."""
         if self.hours_total is not None:
             return self.hours_total
         if self.hours_centre is None and self.hours_entreprise is None:

@@ -930,11 +930,12 @@ def _parse_appointment(
     if rdv_status in ("rdv_annule", "rdv_supprime"):
         asserted.append((Status(rdv_status), None, slot_key))
     if result and not presence:
-        presence = "present"  # results are only entered for present candidates (seed 002)
+        # Results are only entered for present candidates (obligations deck).
+        presence = "present"
     if registration and not result and not presence:
         presence = "present"
     if registration and not result:
-        result = "retenu"  # a registration status follows a 'retenu' result (seed 002)
+        result = "retenu"  # a registration status follows a 'retenu' result (obligations deck)
     if presence:
         asserted.append((Status(presence), on, slot_key))
     if result:

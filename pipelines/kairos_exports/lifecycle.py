@@ -1,9 +1,9 @@
 """The candidate and trainee lifecycle in KAIROS, as data: statuses and allowed transitions.
 
-Sources (DOMAIN.md "Candidate and trainee lifecycle"): seed 002 (KAIROS ICO/RDVI screens,
+Sources (DOMAIN.md "Candidate and trainee lifecycle"): obligations deck (KAIROS ICO/RDVI screens,
 registration statuses RETENU → A VALIDER → INSCRIT, entry, attendance, transfer rules),
-seed 001 (KAIROS NG candidatures: contacté / injoignable / refus, presence at the
-interview, result; "RDV annulé" in the ICO registrants list) and seed 004 (FAQ 26: a
+SOFI–Ouiform–Kairos deck (KAIROS NG candidatures: contacté / injoignable / refus, presence at the
+interview, result; "RDV annulé" in the ICO registrants list) and FAQ Occitanie (question 26: a
 trainee absent at the start is a withdrawal; after one hour of training it is an abandon).
 
 The table `TRANSITIONS` is the single source of truth: the loader asks `is_allowed`, the
@@ -27,21 +27,21 @@ class Status(StrEnum):
     """Enrolment statuses. Values are stored in the database and exported."""
 
     POSITIONNE = "positionne"  # inscrit sur une ICO / un RDVI / une plage de candidature
-    CONTACTE = "contacte"  # candidature: prise de contact réussie (seed 001)
-    INJOIGNABLE = "injoignable"  # candidature: candidat injoignable (seed 001)
-    REFUS_CANDIDAT = "refus_candidat"  # candidature: le candidat refuse (seed 001)
+    CONTACTE = "contacte"  # candidature: prise de contact réussie (SOFI–Ouiform–Kairos deck)
+    INJOIGNABLE = "injoignable"  # candidature: candidat injoignable (SOFI–Ouiform–Kairos deck)
+    REFUS_CANDIDAT = "refus_candidat"  # candidature: le candidat refuse (SOFI–Ouiform–Kairos deck)
     PRESENT = "present"  # présent à l'ICO / au RDVI / à l'entretien
     ABSENT = "absent"  # absent à l'ICO / au RDVI / à l'entretien
-    RDV_ANNULE = "rdv_annule"  # RDV annulé, à l'initiative du demandeur d'emploi (seed 002)
-    RDV_SUPPRIME = "rdv_supprime"  # plage de RDV supprimée par l'OF (seed 002)
+    RDV_ANNULE = "rdv_annule"  # RDV annulé, à l'initiative du demandeur d'emploi (obligations deck)
+    RDV_SUPPRIME = "rdv_supprime"  # plage de RDV supprimée par l'OF (obligations deck)
     RETENU = "retenu"
     RETENU_EN_ATTENTE = "retenu_en_attente"  # retenu mis en attente (liste d'attente)
     NON_RETENU = "non_retenu"
     A_VALIDER = "a_valider"  # à valider par France Travail / Mission Locale / Cap emploi
     INSCRIT = "inscrit"  # inscription validée (AIS générée)
     ENTRE = "entre"  # entrée effective en formation (AES)
-    ABSENT_ENTREE = "absent_entree"  # absent à l'entrée: désistement (seed 004 FAQ 26)
-    INTERRUPTION = "interruption"  # période d'interruption (> 15 jours, seed 002)
+    ABSENT_ENTREE = "absent_entree"  # absent à l'entrée: désistement (FAQ Occitanie 26)
+    INTERRUPTION = "interruption"  # période d'interruption (> 15 jours, obligations deck)
     ABANDON = "abandon"
     SORTI = "sorti"  # sortie de formation
 
@@ -68,10 +68,13 @@ TRANSITIONS: tuple[Transition, ...] = (
         None,
         S.RETENU,
         "forward",
-        "retained without appointment (e.g. e-mailed prescription, seed 004 FAQ 17)",
+        "retained without appointment (e.g. e-mailed prescription, FAQ Occitanie 17)",
     ),
     Transition(
-        None, S.A_VALIDER, "forward", "self-positioned job seeker, to be validated (seed 002)"
+        None,
+        S.A_VALIDER,
+        "forward",
+        "self-positioned job seeker, to be validated (obligations deck)",
     ),
     Transition(
         None, S.INSCRIT, "forward", "first seen in a training plan (validated registration)"
@@ -89,29 +92,34 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.POSITIONNE, S.ABSENT, "forward", "missed the appointment"),
     Transition(S.CONTACTE, S.PRESENT, "forward", "attended the interview"),
     Transition(S.CONTACTE, S.ABSENT, "forward", "missed the interview"),
-    Transition(S.POSITIONNE, S.RDV_ANNULE, "forward", "RDV annulé by the job seeker (seed 002)"),
     Transition(
-        S.POSITIONNE, S.RDV_SUPPRIME, "forward", "RDV supprimé: slot deleted by the OF (seed 002)"
+        S.POSITIONNE, S.RDV_ANNULE, "forward", "RDV annulé by the job seeker (obligations deck)"
+    ),
+    Transition(
+        S.POSITIONNE,
+        S.RDV_SUPPRIME,
+        "forward",
+        "RDV supprimé: slot deleted by the OF (obligations deck)",
     ),
     Transition(
         S.POSITIONNE,
         S.POSITIONNE,
         "repositioning",
-        "transferred to another RDV of the session (seed 002)",
+        "transferred to another RDV of the session (obligations deck)",
         other_slot_only=True,
     ),
     Transition(
         S.ABSENT,
         S.POSITIONNE,
         "repositioning",
-        "absent, transferred to another RDV (seed 002)",
+        "absent, transferred to another RDV (obligations deck)",
         other_slot_only=True,
     ),
     Transition(
         S.RDV_ANNULE,
         S.POSITIONNE,
         "repositioning",
-        "new positioning by a prescriber (not a transfer, which seed 002 forbids)",
+        "new positioning by a prescriber (not a transfer, which obligations deck forbids)",
         other_slot_only=True,
     ),
     Transition(
@@ -125,35 +133,47 @@ TRANSITIONS: tuple[Transition, ...] = (
         S.ABSENT,
         S.PRESENT,
         "correction",
-        "absence corrected: 'possible de modifier l'état d'absence' (seed 002)",
+        "absence corrected: 'possible de modifier l'état d'absence' (obligations deck)",
     ),
     # Result of the appointment.
     Transition(S.PRESENT, S.RETENU, "forward", "résultat: retenu"),
     Transition(S.PRESENT, S.RETENU_EN_ATTENTE, "forward", "résultat: retenu mis en attente"),
     Transition(S.PRESENT, S.NON_RETENU, "forward", "résultat: non retenu"),
     Transition(
-        S.RETENU_EN_ATTENTE, S.RETENU, "forward", "retenir un DE en attente (seed 001 §4.1.8.2.1)"
+        S.RETENU_EN_ATTENTE,
+        S.RETENU,
+        "forward",
+        "retenir un DE en attente (SOFI–Ouiform–Kairos deck §4.1.8.2.1)",
     ),
     Transition(
         S.RETENU_EN_ATTENTE,
         S.NON_RETENU,
         "forward",
-        "refuser un DE en attente (seed 001 §4.1.8.2.2)",
+        "refuser un DE en attente (SOFI–Ouiform–Kairos deck §4.1.8.2.2)",
     ),
     Transition(
-        S.NON_RETENU, S.RETENU, "correction", "'possible de modifier l'état non retenu' (seed 002)"
+        S.NON_RETENU,
+        S.RETENU,
+        "correction",
+        "'possible de modifier l'état non retenu' (obligations deck)",
     ),
     # Registration.
-    Transition(S.RETENU, S.A_VALIDER, "forward", "to be validated by the prescriber (seed 002)"),
-    Transition(S.RETENU, S.INSCRIT, "forward", "validated by the adviser (seed 002)"),
-    Transition(S.A_VALIDER, S.INSCRIT, "forward", "validated via AUDEF / OUIFORM (seed 002)"),
+    Transition(
+        S.RETENU, S.A_VALIDER, "forward", "to be validated by the prescriber (obligations deck)"
+    ),
+    Transition(S.RETENU, S.INSCRIT, "forward", "validated by the adviser (obligations deck)"),
+    Transition(
+        S.A_VALIDER, S.INSCRIT, "forward", "validated via AUDEF / OUIFORM (obligations deck)"
+    ),
     # Training path.
     Transition(S.INSCRIT, S.ENTRE, "forward", "entry recorded on the start date (AES)"),
     Transition(
-        S.INSCRIT, S.ABSENT_ENTREE, "forward", "absent at entry: withdrawal (seed 004 FAQ 26)"
+        S.INSCRIT, S.ABSENT_ENTREE, "forward", "absent at entry: withdrawal (FAQ Occitanie 26)"
     ),
-    Transition(S.ENTRE, S.INTERRUPTION, "forward", "interruption period over 15 days (seed 002)"),
-    Transition(S.ENTRE, S.ABANDON, "forward", "dropout after at least one hour (seed 004 FAQ 26)"),
+    Transition(
+        S.ENTRE, S.INTERRUPTION, "forward", "interruption period over 15 days (obligations deck)"
+    ),
+    Transition(S.ENTRE, S.ABANDON, "forward", "dropout after at least one hour (FAQ Occitanie 26)"),
     Transition(S.ENTRE, S.SORTI, "forward", "exit"),
     Transition(S.INTERRUPTION, S.ENTRE, "correction", "back from an interruption"),
     Transition(S.INTERRUPTION, S.ABANDON, "forward", "dropout during an interruption"),

@@ -9,8 +9,8 @@ pipelines/history.py applies: a run marks the rows it writes (`first_seen_run_id
 
 An export only shows appointments that have candidates, so a slot missing from a later
 export is *not* closed. A slot is closed when its lines say "RDV supprimé" (the OF
-deleted it; seed 002: "elle n'apparait plus sur Kairos"); a deleted slot is never
-reopened by this loader.
+deleted it; "Rappel : les obligations légales" deck: "elle n'apparait plus sur Kairos"); a
+deleted slot is never reopened by this loader.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 -- dispensateur_without_kairos_account: a current, not ended session whose dispensateur has no
 -- KAIROS account valid on :as_of. "Un OF dispensateur = un SIRET = un compte Kairos"
--- (seed 000); "un compte KAIROS est associé à un et un seul n° SIRET (organisme
--- dispensateur)" (seed 002); the adherents export's convention period tells whether the
+-- (Normandie deck "SMF et KAIROS"); "un compte KAIROS est associé à un et un seul n° SIRET (organisme
+-- dispensateur)" ("Rappel : les obligations légales" deck); the adherents export's convention period tells whether the
 -- account is valid (DOMAIN.md, "Public export formats around KAIROS").
 --   detail_key 'no_account': the SIRET is absent from the adherents list;
 --   detail_key 'convention_not_valid': listed, but no convention covers :as_of (bounds
 --     inclusive, a NULL bound is open); detail_date = the latest convention end.
 -- Evaluated only once an adherents list was loaded: an empty kairos_adherent table means
 -- "unknown", not "nobody has an account".
--- Guichet unique sessions already carry the mandataire's SIRET (split_reason, seed 002).
+-- Guichet unique sessions already carry the mandataire's SIRET (split_reason, "Rappel : les obligations légales" deck).
 -- `{batch}` = kairos_session.
 SELECT
     s.id AS kairos_session_id,

@@ -1,7 +1,7 @@
 -- entry_not_declared: the session started more than three days before :as_of and INSCRIT
 -- candidates have neither an entry nor an absence at entry declared. Décret n° 2019-1386 du
 -- 17 décembre 2019, art. 1: entry, interruption and exit are transmitted "dans les trois
--- jours" (seed 002, with Code du travail L6121-5).
+-- jours" ("Rappel : les obligations légales" deck, with Code du travail L6121-5).
 -- Boundary: debut < :as_of_minus_3: started 4 days ago is flagged, 3 days ago is not.
 -- The start is the enrolment's planned start (training plan) when known, else the session's.
 -- One flag per session; detail_count = candidates, detail_date = the start date.

@@ -1,6 +1,6 @@
 -- invalid_siret: the mandataire's or the dispensateur's SIRET of a current, not ended
 -- session fails its check: 14 digits with a Luhn check digit, La Poste (SIREN 356000000)
--- excepted (DOMAIN.md, "Mandataire and dispensateur"; seed 000: "OF responsable (avec N° DA
+-- excepted (DOMAIN.md, "Mandataire and dispensateur"; Normandie deck "SMF et KAIROS": "OF responsable (avec N° DA
 -- et Siret unique)"). The check itself runs once, in the loader (transforms: siret_is_valid),
 -- which stores *_siret_valid; SQL has no portable Luhn. Blank and all-zero SIRETs fail it.
 -- detail_key: 'dispensateur' or 'mandataire' (a session can have both flags).

@@ -1,7 +1,7 @@
 -- missing_kairos_field: a current, not ended session lacks a field KAIROS shows on its
--- screens 1 to 4 (seed 000, "Saisir ma formation et KAIROS", screen by screen; DOMAIN.md
+-- screens 1 to 4 (Normandie deck "SMF et KAIROS", "Saisir ma formation et KAIROS", screen by screen; DOMAIN.md
 -- table): 1 intitulé, formacode principal, objectif, contenu; 2 durée, dates; 3 lieu de
--- formation; 4 financeur. Corrections are made upstream in the CARIF-OREF tool (seed 002:
+-- formation; 4 financeur. Corrections are made upstream in the CARIF-OREF tool ("Rappel : les obligations légales" deck:
 -- "Toutes les corrections … sont à réaliser via le CARIF OREF").
 -- detail_key: the missing fields, comma-separated, in screen order (|| works on both
 -- PostgreSQL and SQLite). Blank text counts as missing, and so does a placeholder (`-`,

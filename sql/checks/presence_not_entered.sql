@@ -1,7 +1,7 @@
 -- presence_not_entered: an ICO or RDVI range ended more than 7 days before :as_of and
 -- candidates positioned on it still have no presence or absence entered, so "le prescripteur
 -- ne peut positionner sur une nouvelle date" ("pas de mise à jour de la présence sur une
--- info coll", seed 000; KAIROS tab "Saisir les Présences/Absences", seed 002).
+-- info coll", Normandie deck "SMF et KAIROS"; KAIROS tab "Saisir les Présences/Absences", "Rappel : les obligations légales" deck).
 -- Boundary: the slot's last day (COALESCE(ends_on, starts_on)) < :as_of_minus_7, i.e. 8 days
 -- or more before :as_of; 7 days ago is not flagged yet.
 -- An enrolment is on the slot when its current_slot_key is the slot's key within the session;

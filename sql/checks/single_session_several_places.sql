@@ -10,7 +10,7 @@
 --     '"kind":"lieu"' with LIKE avoids json_array_length, which differs between PostgreSQL
 --     (json type needed) and SQLite.
 -- Guichet unique sessions are excluded: there, co-contractors are detached places on purpose
--- (seed 002). Current, not ended sessions only. `{batch}` = kairos_session.
+-- ("Rappel : les obligations légales" deck). Current, not ended sessions only. `{batch}` = kairos_session.
 WITH action_sessions AS (
     SELECT
         s.source,

@@ -1,5 +1,5 @@
 -- Open KAIROS sessions whose dispensateur has no valid KAIROS account on on_date:
--- "Un OF dispensateur = un SIRET = un compte Kairos" (seed 000/002), so nobody can enter
+-- "Un OF dispensateur = un SIRET = un compte Kairos" (Normandie deck "SMF et KAIROS" and "Rappel : les obligations légales" deck), so nobody can enter
 -- recruitment or attendance for them. Parameters: on_date (date).
 SELECT k.id AS kairos_session_id,
        k.source,
