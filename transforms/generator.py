@@ -6,8 +6,8 @@ recurring pool of training organisations (Luhn-valid SIRETs, 11-character N° DA
 co-contracting, detached training places, permanent entries vs fixed dates, recruitment
 states, funders, information meetings (2.2 `date-information`, 2.3 `session/recrutement`
 with the KAIROS modalities 7, 8 and 9, and sessions with none at all: the quality problem
-the Region cares about most) and "guichet unique" #Avenir programmes (DOMAIN.md, seeds
-000 and 002).
+the Region cares about most) and "guichet unique" #Avenir programmes (DOMAIN.md; Normandie
+deck "SMF et KAIROS", obligations deck).
 
 Properties the rest of the project relies on:
 
