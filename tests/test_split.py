@@ -248,3 +248,53 @@ def test_loaded_offers_flag_neither_foreign_icos_nor_missing_places(
     ]
     assert missing_place == []
     assert all(f.departement for f in run.flags if f.kairos_session_id in guichet)
+
+
+def test_a_hand_made_23_offer_loads_split_as_the_rules_say(db: str, tmp_path: Path) -> None:
+    """tests/fixtures/reader-2.3.xml, its second place made principal: two formateurs, one
+    with its own site in Caen, a place without SIRET in Cherbourg, an ICO in Caen."""
+    from lxml import etree
+    from test_load import CONFIG, query
+
+    from pipelines.load import load_snapshot
+
+    fixture = Path(__file__).parent / "fixtures" / "reader-2.3.xml"
+    tree = etree.parse(str(fixture))
+    ns = "http://lheo.gouv.fr/2.3"
+    places = tree.getroot().findall(f".//{{{ns}}}lieu-de-formation")
+    places[1].set("tag", "principal")
+    offers = tmp_path / "offers.xml"
+    tree.write(str(offers), xml_declaration=True, encoding="utf-8")
+    load_snapshot(offers, source="occ", config=CONFIG, db_url=db)
+    rows = {
+        r.dispensateur_siret: r
+        for r in query(
+            db,
+            "SELECT id, dispensateur_siret, split_reason, place_city, place_departement,"
+            " funded_places_total, funded_places_lheo, funded_places_shared_by"
+            " FROM kairos_session WHERE carif_session_numero = 'S-RD-1'",
+        )
+    }
+    own, other = "73282932000074", "55208131766522"
+    assert set(rows) == {own, other}
+    assert {r.split_reason for r in rows.values()} == {"co_contracting"}
+    # The principal place is shown (Cherbourg), with its département derived (50).
+    assert (rows[other].place_city, rows[other].place_departement) == ("Cherbourg", "50")
+    assert (rows[own].place_city, rows[own].place_departement) == ("Cherbourg", "50")
+    assert [rows[s].funded_places_lheo for s in (own, other)] == [12, 12]
+    assert sorted(rows[s].funded_places_total for s in (own, other)) == [0, 12]
+    assert {rows[s].funded_places_shared_by for s in (own, other)} == {2}
+    slots = {
+        s: sorted(
+            r.modality
+            for r in query(
+                db,
+                "SELECT modality FROM recruitment_slot WHERE kairos_session_id = :i",
+                i=rows[s].id,
+            )
+        )
+        for s in (own, other)
+    }
+    # The ICO is held at the first formateur's own site (Caen): its session's only.
+    assert slots[own] == ["candidature", "ico", "other", "rdvi"]
+    assert slots[other] == ["candidature", "other", "rdvi"]
