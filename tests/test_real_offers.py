@@ -51,10 +51,10 @@ def test_placeholder_texts_are_kept_and_listed() -> None:
 
 def test_undated_information_meeting_is_a_fact_not_a_slot() -> None:
     unknown = parse_lheo_date("00000000")
-    dated = parse_lheo_date("20260110")
+    dated = parse_lheo_date("20251210")  # before the session starts (20260105)
     f = formation(action(information_dates=(unknown, dated, unknown)), version="2.2")
     mapped = map_formation(f, PLAIN)
-    assert [s.slot_key for s in mapped.slots] == ["info:20260110"]
+    assert [s.slot_key for s in mapped.slots] == ["info:20251210"]
     assert mapped.sessions[0].undated_ico_count == 2
     # A 2.3 ICO recrutement without a usable date is the same fact.
     recrutements = (
