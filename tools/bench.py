@@ -480,10 +480,10 @@ def main(argv: list[str] | None = None) -> int:
                 bench_one(size, version, args.workdir, args.pg_url, skip, args.keep_files)
             )
     export_results: list[StepResult] = []
+    export_sizes = [2000] if args.quick else [int(s) for s in args.export_lines.split(",")]
     if "exports" not in skip:
         from bench_exports import bench_exports
 
-        export_sizes = [2000] if args.quick else [int(s) for s in args.export_lines.split(",")]
         for lines in export_sizes:
             export_results.extend(
                 bench_exports(
@@ -500,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     name = f"results-{'-'.join(versions)}-{'-'.join(str(s) for s in sizes)}.json"
     if "lheo" in skip:
-        name = f"results-exports-{args.export_lines.replace(',', '-')}.json"
+        name = f"results-exports-{'-'.join(str(s) for s in export_sizes)}.json"
     (args.workdir / name).write_text(json.dumps(payload, indent=2))
     print()
     print("\n".join(f"- {k}: {v}" for k, v in info.items()))
