@@ -34,13 +34,19 @@ test: lint typecheck pytest
 clean:
 	rm -rf var/* .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-exports
 # National-scale benchmark (docs/performance.md); needs xmllint (libxml2-utils) and PostgreSQL.
+# It ends with the exports step (training plans of 100 k and 1 M lines).
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python tools/bench.py --quick
+
+# The exports step alone, with its profile (docs/performance.md "KAIROS / France Travail
+# exports at real size"); e.g. BENCH_ARGS="--export-lines 100000".
+bench-exports: $(STAMP)
+	$(BIN)/python tools/bench.py --skip lheo --profile-exports $(BENCH_ARGS)
 
 .PHONY: airflow airflow-check
 # Airflow trial (docs/deployment.md): `airflow standalone` on var/airflow with ./airflow.cfg,

@@ -12,12 +12,18 @@ generator, then runs, on that same file and in the same run:
 5. a load of a snapshot where ~1 % of the sessions changed (PostgreSQL);
 6. the quality checks on PostgreSQL.
 
+Then the "exports" step (`tools/bench_exports.py`): France Travail training-plan files of
+100 k and 1 M lines read alone, then ingested (`kairos-sync ingest-kairos`) into
+PostgreSQL, twice; `--profile-exports` adds a cProfile summary of the first ingestion.
+
 Every step runs as its own process; its peak memory is the RSS of the whole process tree,
 sampled every 20 ms. Results go to var/bench/results.json and, as a Markdown table, to
 stdout (paste into docs/performance.md).
 
     python tools/bench.py [--quick] [--sizes 10000,100000,1000000] [--versions 2.2,2.3]
                           [--pg-url postgresql+psycopg2://postgres@127.0.0.1:5432/postgres]
+                          [--export-lines 100000,1000000] [--profile-exports]
+                          [--skip lheo|exports|ingest|sqlite|changed|floor,…]
 """
 
 from __future__ import annotations
@@ -419,6 +425,20 @@ def markdown(results: list[StepResult]) -> str:
     return "\n".join(lines)
 
 
+def markdown_exports(results: list[StepResult]) -> str:
+    lines = [
+        "| lines | step | time (s) | MB/s | lines/s | peak RSS (MB) | rows | counts |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.size:,} | {r.step} | {r.seconds:.1f} | {r.mb_per_s:.1f} | "
+            f"{r.sessions_per_s:,.0f} | {r.peak_rss_mb:.0f} | "
+            f"{'' if r.rows_written is None else f'{r.rows_written:,}'} | {r.detail} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="CI-sized: 2 000 sessions, 2.3")
@@ -429,7 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="steps to leave out when time is short, comma-separated: sqlite, changed, floor",
+        help="steps to leave out, comma-separated: lheo (all LHEO steps), exports, ingest "
+        "(the exports' ingestions), sqlite, changed, floor",
+    )
+    parser.add_argument(
+        "--export-lines", default="100000,1000000", help="sizes of the training-plan files"
+    )
+    parser.add_argument(
+        "--profile-exports",
+        action="store_true",
+        help="also run the first exports ingestion under cProfile and summarise it",
     )
     parser.add_argument(
         "--keep-files",
@@ -437,18 +466,29 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the generated offer files in the work directory and reuse them next time",
     )
     args = parser.parse_args(argv)
-    if shutil.which("xmllint") is None:
+    skip = frozenset(filter(None, args.skip.split(",")))
+    if "lheo" not in skip and shutil.which("xmllint") is None:
         print("xmllint is missing: apt-get install libxml2-utils", file=sys.stderr)
         return 2
     sizes = [2000] if args.quick else [int(s) for s in args.sizes.split(",")]
     versions = ["2.3"] if args.quick else args.versions.split(",")
     args.workdir.mkdir(parents=True, exist_ok=True)
     results: list[StepResult] = []
-    for size in sizes:
+    for size in sizes if "lheo" not in skip else []:
         for version in versions:
-            skip = frozenset(filter(None, args.skip.split(",")))
             results.extend(
                 bench_one(size, version, args.workdir, args.pg_url, skip, args.keep_files)
+            )
+    export_results: list[StepResult] = []
+    export_sizes = [2000] if args.quick else [int(s) for s in args.export_lines.split(",")]
+    if "exports" not in skip:
+        from bench_exports import bench_exports
+
+        for lines in export_sizes:
+            export_results.extend(
+                bench_exports(
+                    lines, args.workdir, args.pg_url, args.keep_files, args.profile_exports, skip
+                )
             )
     info = machine()
     payload = {
@@ -456,13 +496,20 @@ def main(argv: list[str] | None = None) -> int:
         "as_of": AS_OF,
         "today": date.today().isoformat(),
         "results": [asdict(r) | {"mb_per_s": r.mb_per_s} for r in results],
+        "exports": [asdict(r) | {"lines_per_s": r.sessions_per_s} for r in export_results],
     }
     name = f"results-{'-'.join(versions)}-{'-'.join(str(s) for s in sizes)}.json"
+    if "lheo" in skip:
+        name = f"results-exports-{'-'.join(str(s) for s in export_sizes)}.json"
     (args.workdir / name).write_text(json.dumps(payload, indent=2))
     print()
     print("\n".join(f"- {k}: {v}" for k, v in info.items()))
     print()
-    print(markdown(results))
+    if results:
+        print(markdown(results))
+    if export_results:
+        print()
+        print(markdown_exports(export_results))
     return 0
 
 

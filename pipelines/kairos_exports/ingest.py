@@ -52,6 +52,7 @@ from pipelines.kairos_exports.reading import (
     ExportFileError,
     ExportTable,
     Record,
+    file_sha256,
     open_export,
 )
 from pipelines.kairos_exports.tables import reflect_tables
@@ -223,7 +224,7 @@ def ingest_export(
                 run_kind=kind,
                 source=source,
                 snapshot_file=file_path.name,
-                snapshot_sha256=_sha256(file_path),
+                snapshot_sha256=file_sha256(file_path),
             )
             # We hold the lock: another 'running' row of this kind and source is dead.
             mark_interrupted_runs(engine, run_kind=kind, source=source, current_run_id=run_id)
@@ -326,19 +327,13 @@ _TABLES = (
 )
 
 
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 def _records(run: Run, table: ExportTable) -> Iterable[Record]:
     """Records of the file; ragged lines are quarantined on the way."""
     for item in table.records():
         run.count("lines_read")
         if isinstance(item, BadLine):
-            run.quarantine(item.line, [{"line": item.line, "path": "", "message": item.message}])
+            reason = {"line": item.line, "path": item.column, "message": item.message}
+            run.quarantine(item.line, [reason])
             continue
         yield item
 
