@@ -410,16 +410,28 @@ def report(
         str | None, typer.Option("--source", help="one source (its recipients)")
     ] = None,
     send: Annotated[bool, typer.Option("--send", help="e-mail the report by SMTP")] = False,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend",
+            help="--send even a report already sent, or whose earlier sending has no "
+            "recorded outcome",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run the checks and write the Region's report into OUT; with --send, e-mail it.
 
-    The report is always on disk before any sending: if the SMTP server fails, rerun with
-    `--send --out OUT` (no --as-of) to send the same report again.
+    OUT is replaced whole or not at all (exit 3 when it cannot be written, the previous
+    report kept). The report is on disk before any sending: if the SMTP server fails,
+    rerun with `--send --out OUT` (no --as-of) to send the same report again. A report
+    is e-mailed at most once: --send on one already sent says "already sent" (exit 0);
+    exit 5 means it WAS sent but could not be recorded (docs/report.md).
     """
-    from quality_checks.mail import MailError, send_report
+    from quality_checks.mail import ReportAlreadySent, SmtpError, send_report
     from quality_checks.report import build_report
 
+    send = send or resend
     if as_of is None and not send:
         raise fail("--as-of is required (or --send alone, to resend an existing report)")
     day = _as_of(as_of) if as_of is not None else None
@@ -429,8 +441,11 @@ def report(
         typer.echo(f"report: {written.html_path}")
     if send:
         try:
-            sent = send_report(out, config=config)
-        except MailError as exc:
+            sent = send_report(out, config=config, resend=resend)
+        except ReportAlreadySent as exc:
+            typer.echo(str(exc))
+            return
+        except SmtpError as exc:
             raise fail(
                 f"{exc} (the report stays in {out}; retry with --send)", code=ExitCode.NOT_SENT
             ) from None

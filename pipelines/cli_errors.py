@@ -34,7 +34,8 @@ class ExitCode(IntEnum):
     DATABASE = 1  # cannot connect, role or password refused, connection lost, driver error
     BAD_INPUT = 2  # usage, bad option or URL, unknown source, refused file, source busy
     RUN_FAILED = 3  # a run started and failed (recorded failed), e.g. report not written
-    NOT_SENT = 4  # the report was not e-mailed (SMTP failure, no settings or recipients)
+    NOT_SENT = 4  # the report was not e-mailed (SMTP, no settings, files not verified…)
+    SENT_NOT_RECORDED = 5  # the report WAS e-mailed, but sent.json could not be written
     INTEGRITY = 6  # `integrity`: references naming rows that do not exist
     INTERRUPTED = 130  # Ctrl-C (typer's own)
 
@@ -88,7 +89,8 @@ def classify(exc: Exception, db_url: str | None) -> Failure:
     from pipelines.history import RunLockLost, RunLockTimeout
     from pipelines.kairos_exports import ExportFileError, PseudonymKeyError
     from pipelines.load import LoadError
-    from quality_checks.mail import MailError
+    from quality_checks.mail import MailError, SentNotRecorded
+    from quality_checks.report import ReportWriteError
     from transforms.reader import DocumentError
 
     bad_input = (
@@ -104,9 +106,11 @@ def classify(exc: Exception, db_url: str | None) -> Failure:
         return Failure(ExitCode.BAD_INPUT, str(exc))
     if isinstance(exc, SQLAlchemyError):
         return Failure(ExitCode.DATABASE, database_message(exc, db_url))
+    if isinstance(exc, SentNotRecorded):
+        return Failure(ExitCode.SENT_NOT_RECORDED, str(exc))
     if isinstance(exc, MailError):
         return Failure(ExitCode.NOT_SENT, str(exc))
-    if isinstance(exc, RunLockLost):
+    if isinstance(exc, RunLockLost | ReportWriteError):
         return Failure(ExitCode.RUN_FAILED, f"run failed: {exc}")
     if isinstance(exc, OSError):
         return _os_failure(exc)
