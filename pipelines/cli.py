@@ -1,7 +1,9 @@
 """The `kairos-sync` command line: every pipeline step, callable without Airflow.
 
 Each command is a thin shell over a typed function in pipelines/, transforms/ or
-quality_checks/; the Airflow DAGs call the same functions.
+quality_checks/; the Airflow DAGs call the same functions. Failures of every command go
+through one error path (pipelines/cli_errors.py): one `error:` line, one exit code per
+failure class (README.md, "Exit codes"), never a traceback.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Annotated
 
 import typer
 
+from pipelines.cli_errors import CommandGroup, ExitCode, fail, remember_db
 from transforms.reader import DocumentError
 
 app = typer.Typer(
+    cls=CommandGroup,
     name="kairos-sync",
     help="LHEO offers → KAIROS sessions: validate, load, check, report.",
     no_args_is_help=True,
@@ -33,34 +37,6 @@ def root() -> None:
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a whole-document or usage failure to stderr; returns the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def database_failure(exc: Exception) -> typer.Exit:
-    """A database that cannot be reached or dropped the connection: one line, exit 1.
-
-    Only the driver's first line for connection errors (host, port, role: never the
-    password, which libpq does not echo); other driver errors by class only, since their
-    text can quote bound values. The ledger row, when one was written, holds the rest."""
-    from sqlalchemy.exc import DBAPIError
-
-    detail = type(exc).__name__
-    orig = getattr(exc, "orig", None)
-    if (isinstance(exc, DBAPIError) and exc.connection_invalidated) or _is_connection_error(exc):
-        first = str(orig or exc).strip().splitlines()
-        detail += f": {first[0]}" if first else ""
-    return fail(f"database error ({detail})", code=1)
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    return isinstance(exc, OperationalError | InterfaceError)
 
 
 @app.command()
@@ -139,7 +115,10 @@ def generate(
 def demo(
     workdir: Annotated[Path, typer.Option(help="where samples and outputs go")] = Path("var"),
     db: Annotated[
-        str | None, typer.Option("--db", help="database URL (default: SQLite in WORKDIR)")
+        str | None,
+        typer.Option(
+            "--db", help="database URL (default: SQLite in WORKDIR)", callback=remember_db
+        ),
     ] = None,
 ) -> None:
     """The main job on sample offers (what `make run` runs): prints where outputs are."""
@@ -152,7 +131,14 @@ def demo(
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="database URL (default: $KAIROS_DATABASE_URL, else var/ SQLite)"),
+    typer.Option(
+        "--db",
+        help="database URL (default: $KAIROS_DATABASE_URL, else var/ SQLite)",
+        callback=remember_db,  # the error path names the database it could not use
+    ),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
 ]
 
 export_app = typer.Typer(help="Export tables for KAIROS and the Region.", no_args_is_help=True)
@@ -181,7 +167,7 @@ def migrate(db: DbOption = None) -> None:
 @app.command()
 def integrity(db: DbOption = None) -> None:
     """Count the rows whose run id or version key names a row that does not exist (the
-    references checked set-wise, not per row: migration 0008). Exit 1 if any."""
+    references checked set-wise, not per row: migration 0008). Exit 6 if any."""
     from pipelines.db import get_engine
     from pipelines.integrity import orphan_references
 
@@ -189,15 +175,13 @@ def integrity(db: DbOption = None) -> None:
     try:
         with engine.connect() as conn:
             orphans = orphan_references(conn)
-    except Exception as exc:
-        raise database_failure(exc) from None
     finally:
         engine.dispose()
     broken = {reference: count for reference, count in orphans.items() if count}
     for reference, count in orphans.items():
         typer.echo(f"  {reference:<45} {count}")
     if broken:
-        raise fail(f"{len(broken)} references name rows that do not exist", code=1)
+        raise fail(f"{len(broken)} references name rows that do not exist", code=ExitCode.INTEGRITY)
     typer.echo(f"integrity: {len(orphans)} references checked, no orphan")
 
 
@@ -205,9 +189,7 @@ def integrity(db: DbOption = None) -> None:
 def load(
     file: Annotated[Path, typer.Argument(help="LHEO snapshot (.xml or .xml.gz)")],
     source: Annotated[str, typer.Option("--source", help="source name in the config")],
-    config: Annotated[
-        Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
-    ] = None,
+    config: ConfigOption = None,
     db: DbOption = None,
     lock_timeout: Annotated[
         float | None, typer.Option(help="seconds to wait for a run of the same source")
@@ -230,36 +212,24 @@ def load(
     Exit 2 when the document is refused whole, the snapshot is refused (mass closing) or
     another run of the source holds the lock; the ledger row says why.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from pipelines.config import ConfigError
-    from pipelines.db import DatabaseUrlError, get_engine
+    from pipelines.db import get_engine
     from pipelines.db import migrate as run_migrations
-    from pipelines.load import LoadError, load_snapshot
+    from pipelines.load import load_snapshot
 
+    engine = get_engine(db)
     try:
-        engine = get_engine(db)
-        try:
-            run_migrations(engine)
-        finally:
-            engine.dispose()
-        entry = load_snapshot(
-            file,
-            source=source,
-            config=config,
-            db_url=db,
-            lock_timeout=lock_timeout,
-            workers=workers,
-            fast_path=fast_path,
-        )
-    except (DocumentError, LoadError, ConfigError) as exc:
-        raise fail(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise fail(f"{file}: {exc.strerror}") from None
-    except SQLAlchemyError as exc:
-        raise database_failure(exc) from None
-    except DatabaseUrlError as exc:
-        raise fail(str(exc)) from None
+        run_migrations(engine)
+    finally:
+        engine.dispose()
+    entry = load_snapshot(
+        file,
+        source=source,
+        config=config,
+        db_url=db,
+        lock_timeout=lock_timeout,
+        workers=workers,
+        fast_path=fast_path,
+    )
     typer.echo(f"run {entry.run_id} {entry.status}: {entry.source} ← {entry.snapshot_file}")
     typer.echo(f"  lheo {entry.lheo_version}, sha256 {entry.snapshot_sha256}")
     if "fast_path_same_input_as_run" in entry.counts:
@@ -326,6 +296,7 @@ def ingest_kairos(
             "default: the sources of the sessions it lists)",
         ),
     ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Load a KAIROS adherents list, training-plan export, appointments list or the list of
     the sessions' recruitment modalities.
@@ -333,27 +304,18 @@ def ingest_kairos(
     Candidates are pseudonymised with $KAIROS_PSEUDONYM_KEY. Exit 2 when the file is
     refused whole or the key is missing; bad lines are quarantined and the rest loads.
     """
-    from sqlalchemy.exc import SQLAlchemyError
+    from pipelines.kairos_exports import ingest_export
 
-    from pipelines.db import DatabaseUrlError
-    from pipelines.history import RunLockTimeout
-    from pipelines.kairos_exports import ExportFileError, PseudonymKeyError, ingest_export
-
-    try:
-        if kind is KairosExportKind.adherents:
-            result = ingest_export(file, kind="adherents", db_url=db)
-        elif kind is KairosExportKind.training_plans:
-            result = ingest_export(file, kind="training-plans", db_url=db)
-        elif kind is KairosExportKind.modalities:
-            result = ingest_export(file, kind="modalities", db_url=db, covers=covers)
-        else:
-            result = ingest_export(file, kind="appointments", db_url=db)
-    except (ExportFileError, PseudonymKeyError, RunLockTimeout) as exc:
-        raise fail(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise database_failure(exc) from None
-    except DatabaseUrlError as exc:
-        raise fail(str(exc)) from None
+    for covered in covers or ():
+        _configured(covered, config)
+    if kind is KairosExportKind.adherents:
+        result = ingest_export(file, kind="adherents", db_url=db)
+    elif kind is KairosExportKind.training_plans:
+        result = ingest_export(file, kind="training-plans", db_url=db)
+    elif kind is KairosExportKind.modalities:
+        result = ingest_export(file, kind="modalities", db_url=db, covers=covers)
+    else:
+        result = ingest_export(file, kind="appointments", db_url=db)
     typer.echo(f"run {result.run_id} {result.status}: {kind.value} ← {file.name}")
     typer.echo(f"  encoding {result.encoding}, separator '{result.separator}'")
     for name, value in sorted(result.counts.items()):
@@ -384,6 +346,15 @@ def _as_of(value: str) -> datetime.date:
         raise fail(f"--as-of must be YYYY-MM-DD, got {value!r}") from None
 
 
+def _configured(source: str | None, config: Path | None) -> None:
+    """Refuse a --source that the sources file does not configure, as `load` does (a
+    ConfigError naming the file and the configured sources), before anything is stored."""
+    if source is not None:
+        from pipelines.config import load_config
+
+        load_config(config).source(source)
+
+
 @app.command()
 def check(
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: evaluate the rules as of")],
@@ -391,6 +362,7 @@ def check(
     source: Annotated[
         str | None, typer.Option("--source", help="only this source's sessions")
     ] = None,
+    config: ConfigOption = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="text for people, json for tools")
     ] = OutputFormat.text,
@@ -419,14 +391,17 @@ def check(
 ) -> None:
     """Run the quality rules (Great Expectations) and store every flag in the database.
 
-    Exit 0 when the rules ran, flags or not (flags are findings); 2 on bad arguments.
-    The text format lists the first flags (--list); json streams every flag.
+    Exit 0 when the rules ran, flags or not (flags are findings); 2 on bad arguments or a
+    source the sources file does not configure. The text format lists the first flags
+    (--list); json streams every flag.
     """
     from quality_checks.rules import check_settings
     from quality_checks.runner import run_checks
 
+    day = _as_of(as_of)
+    _configured(source, config)
     settings = check_settings(kairos_max_age_days, result_days)
-    run = run_checks(db, _as_of(as_of), source=source, settings=settings)
+    run = run_checks(db, day, source=source, settings=settings)
     if output_format is OutputFormat.json:
         # Streamed: a national run has a million flags; one array, one flag per line.
         typer.echo("[", nl=False)
@@ -475,28 +450,45 @@ def report(
         str | None, typer.Option("--source", help="one source (its recipients)")
     ] = None,
     send: Annotated[bool, typer.Option("--send", help="e-mail the report by SMTP")] = False,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
-    ] = None,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend",
+            help="--send even a report already sent, or whose earlier sending has no "
+            "recorded outcome",
+        ),
+    ] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Run the checks and write the Region's report into OUT; with --send, e-mail it.
 
-    The report is always on disk before any sending: if the SMTP server fails, rerun with
-    `--send --out OUT` (no --as-of) to send the same report again.
+    OUT is replaced whole or not at all (exit 3 when it cannot be written, the previous
+    report kept). The report is on disk before any sending: if the SMTP server fails,
+    rerun with `--send --out OUT` (no --as-of) to send the same report again. A report
+    is e-mailed at most once: --send on one already sent says "already sent" (exit 0);
+    exit 5 means it WAS sent but could not be recorded (docs/report.md).
     """
-    from quality_checks.mail import MailError, send_report
+    from quality_checks.mail import ReportAlreadySent, SmtpError, send_report
     from quality_checks.report import build_report
 
+    send = send or resend
     if as_of is None and not send:
         raise fail("--as-of is required (or --send alone, to resend an existing report)")
-    if as_of is not None:
-        written = build_report(db, _as_of(as_of), out, source=source)
+    day = _as_of(as_of) if as_of is not None else None
+    _configured(source, config)
+    if day is not None:
+        written = build_report(db, day, out, source=source)
         typer.echo(f"report: {written.html_path}")
     if send:
         try:
-            sent = send_report(out, config=config)
-        except MailError as exc:
-            raise fail(f"{exc} (the report stays in {out}; retry with --send)", code=1) from None
+            sent = send_report(out, config=config, resend=resend)
+        except ReportAlreadySent as exc:
+            typer.echo(str(exc))
+            return
+        except SmtpError as exc:
+            raise fail(
+                f"{exc} (the report stays in {out}; retry with --send)", code=ExitCode.NOT_SENT
+            ) from None
         typer.echo(f"sent to {len(sent)} recipient(s)")
 
 

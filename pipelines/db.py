@@ -33,6 +33,33 @@ class DatabaseUrlError(ValueError):
     password."""
 
 
+def _given_or_default(url: str | None) -> str:
+    """What get_engine would connect to, without creating var/ as a side effect."""
+    return url or os.environ.get("KAIROS_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def describe_database(url: str | None = None) -> str:
+    """Where `url` (or the default) points, for messages: `host:port/database`, or the
+    SQLite file. Never the user or the password."""
+    try:
+        parsed = make_url(_given_or_default(url))
+    except (ValueError, ArgumentError):
+        return "the database URL given (unparseable)"
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+
+
+def database_password(url: str | None = None) -> str | None:
+    """The password in `url` (or the default), to mask it in any text shown."""
+    try:
+        password = make_url(_given_or_default(url)).password
+    except (ValueError, ArgumentError):
+        return None
+    return str(password) if password else None
+
+
 def get_engine(url: str | None = None) -> Engine:
     """An engine for `url` (or the default). SQLite gets foreign keys and WAL on."""
     url = url or default_database_url()

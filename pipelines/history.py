@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,8 +37,11 @@ from typing import Any, Literal
 
 import filelock
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from pipelines.db import execute_trigger_script, read_sql
+
+log = logging.getLogger(__name__)
 
 VersionedTable = Literal["kairos_session", "recruitment_slot"]
 
@@ -114,13 +118,84 @@ class RunLockTimeout(Exception):
     """Another run of the same kind and source held the run lock past the bounded wait."""
 
 
+class RunLockLost(RuntimeError):
+    """The connection holding a run's lock died during the run (terminated, server
+    restarted, network cut). The server released the lock with that session, so another
+    run of the same kind and source may have started meanwhile: the run must not record a
+    success."""
+
+
+class RunLock:
+    """A run lock being held (what `run_lock` yields). Call `assert_held()` inside the
+    transaction that records the run's success, just before it commits."""
+
+    def __init__(self, what: str, conn: Connection | None = None) -> None:
+        self.what = what
+        self._conn = conn  # PostgreSQL: the connection whose session holds the lock
+
+    def assert_held(self) -> None:
+        """Raise RunLockLost if the lock's session is gone. SQLite: the file lock lives as
+        long as the process, so it is held as long as anyone can ask."""
+        if self._conn is None:
+            return
+        try:
+            held = self._conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid = pg_backend_pid()"
+                )
+            ).scalar_one()
+        except DBAPIError as exc:
+            raise RunLockLost(
+                f"the connection holding the {self.what} run lock was lost during the run "
+                f"({_first_line(exc)}); the server released the lock with it, so another "
+                "run may have started: this run is not recorded as succeeded"
+            ) from exc
+        if not held:
+            raise RunLockLost(f"the {self.what} run lock is no longer held")
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's first line (libpq's "terminating connection …"): no bound values."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _release_advisory_lock(conn: Connection, key: int, what: str) -> None:
+    """Unlock, never failing the run over it: if the lock's connection died, its session
+    ended and the server released the lock with it (nothing is left to release); any
+    other failure closes the connection, which ends the session and releases the lock the
+    same way. Raising here would replace the run's own outcome (or error) with this one."""
+    if not conn.invalidated:  # invalidated: found dead during the run (assert_held)
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            return
+        except SQLAlchemyError as exc:
+            if not conn.invalidated:  # not a disconnect: the session may still hold it
+                log.warning(
+                    "the %s run lock could not be released (%s): closing its "
+                    "connection releases it",
+                    what,
+                    _first_line(exc),
+                )
+                conn.invalidate()
+                return
+    log.info(
+        "the %s run lock's connection was already gone: the server released the lock "
+        "with its session",
+        what,
+    )
+
+
 @contextmanager
-def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> Iterator[None]:
+def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> Iterator[RunLock]:
     """Serialise the runs of (`run_kind`, `source`), for the stages other than the LHEO
     loader (which has its own, pipelines.load.source_lock, same technique): a PostgreSQL
     session advisory lock on a dedicated autocommit connection, or on SQLite a file lock
     next to the database. Both die with the process, so a killed run never blocks the next.
+    Yields a RunLock: a run checks it is still held before recording its success.
     """
+    what = f"{run_kind} {source!r}"
     message = (
         f"another {run_kind} run of {source!r} is running; waited {timeout:g} s for it"
         " (see run_ledger)"
@@ -135,9 +210,9 @@ def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> I
                     raise RunLockTimeout(message)
                 time.sleep(_LOCK_POLL_SECONDS)
             try:
-                yield
+                yield RunLock(what, conn)
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                _release_advisory_lock(conn, key, what)
         return
     database = engine.url.database
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{run_kind}.{source}")
@@ -152,7 +227,7 @@ def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> I
     except filelock.Timeout:
         raise RunLockTimeout(message) from None
     try:
-        yield
+        yield RunLock(what)
     finally:
         lock.release()
 

@@ -7,7 +7,13 @@ table says about this run, the previous one and the trend, and writes into `out`
 * `email.html`     the same report with images as `cid:` references (for the e-mail);
 * `tendance.png`, `regles.png`   the charts (matplotlib, Agg backend), with alt text;
 * `signalements.csv`   every flag (UTF-8 with BOM, `;`, formula-like cells neutralised);
-* `report.json`    the manifest mail.py needs to (re)send: subject, scope, files.
+* `report.json`    the manifest mail.py needs to (re)send: subject, scope, the check run,
+  and every file with its size and SHA-256 (mail.py sends nothing that differs).
+
+The folder is replaced whole or not at all (publish.staged_folder): the files are written
+into a temporary folder beside `out` and swapped in by renames, so a full disk or any other
+failure leaves the previous report exactly as it was (ReportWriteError). The records of
+sending (`sent.json`, `sending.json`, mail.py) are carried over into the new folder.
 
 Personal data never reaches the report: the queries select organisations (raison sociale,
 SIRET, N° DA) and sessions, never a person's name, e-mail or phone, and no candidate.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,7 @@ import jinja2
 from sqlalchemy import Connection, text
 
 from pipelines.db import get_engine, read_query
+from quality_checks.publish import file_digest, staged_folder
 from quality_checks.rules import (
     FIELD_LABELS,
     HEADLINE_RULE,
@@ -50,6 +58,10 @@ CSV_NAME = "signalements.csv"
 HTML_NAME = "rapport.html"
 EMAIL_HTML_NAME = "email.html"
 MANIFEST_NAME = "report.json"
+MANIFEST_VERSION = 2  # 2: `files` with sizes and SHA-256 digests
+# Records of the folder's sendings (mail.py): not part of the report, kept across rewrites.
+SENT_NAME = "sent.json"
+SENDING_NAME = "sending.json"
 CSV_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rule_id", "regle"),
     ("rule_title", "libelle_regle"),
@@ -88,6 +100,18 @@ class WrittenReport:
     charts: tuple[Chart, ...]
     subject: str
     check_run_id: int
+
+
+class ReportWriteError(RuntimeError):
+    """The report could not be written (disk full, read-only…): the previous one is kept."""
+
+    def __init__(self, out: Path, exc: OSError) -> None:
+        self.errno = exc.errno
+        where = f"{exc.filename}: " if exc.filename else ""
+        super().__init__(
+            f"the report could not be written to {out} ({where}{exc.strerror or exc}, errno "
+            f"{exc.errno}); the previous report there, if any, is unchanged"
+        )
 
 
 def neutralise(value: object) -> str:
@@ -376,22 +400,46 @@ def build_report(
 
 
 def write_report(url: str | None, run: CheckRun, out: Path) -> WrittenReport:
-    """Write the report of an existing check run (files first: sending comes after)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the report of an existing check run (files first: sending comes after).
+
+    `out` is replaced whole or not at all; ReportWriteError when it cannot be written."""
     engine = get_engine(url)
     try:
         with engine.connect() as conn:
             data = collect(conn, run)
     finally:
         engine.dispose()
-    charts = draw_charts(data, out)
-    html_path = out / HTML_NAME
-    email_path = out / EMAIL_HTML_NAME
-    html_path.write_text(render(data, charts, email=False), encoding="utf-8")
-    email_path.write_text(render(data, charts, email=True), encoding="utf-8")
-    csv_path = out / CSV_NAME
-    write_csv(csv_path, data["flags"])
+    try:
+        with staged_folder(out) as staging:
+            charts = _write_files(data, run, staging)
+            for name in (SENT_NAME, SENDING_NAME):
+                if (out / name).is_file():
+                    shutil.copy2(out / name, staging / name)
+    except OSError as exc:
+        raise ReportWriteError(out, exc) from exc
+    return WrittenReport(
+        directory=out,
+        html_path=out / HTML_NAME,
+        email_html_path=out / EMAIL_HTML_NAME,
+        csv_path=out / CSV_NAME,
+        charts=charts,
+        subject=subject(data),
+        check_run_id=run.id,
+    )
+
+
+def _write_files(data: Mapping[str, Any], run: CheckRun, folder: Path) -> tuple[Chart, ...]:
+    """Every file of the report into `folder`, the manifest last (it lists the others)."""
+    charts = draw_charts(data, folder)
+    (folder / HTML_NAME).write_text(render(data, charts, email=False), encoding="utf-8")
+    (folder / EMAIL_HTML_NAME).write_text(render(data, charts, email=True), encoding="utf-8")
+    write_csv(folder / CSV_NAME, data["flags"])
+    files = []
+    for name in (HTML_NAME, EMAIL_HTML_NAME, CSV_NAME, *(c.name for c in charts)):
+        content = (folder / name).read_bytes()  # as written: what the digest vouches for
+        files.append({"name": name, "size": len(content), "sha256": file_digest(content)})
     manifest = {
+        "manifest_version": MANIFEST_VERSION,
         "subject": subject(data),
         "as_of": run.as_of.isoformat(),
         "source": run.source,
@@ -400,16 +448,9 @@ def write_report(url: str | None, run: CheckRun, out: Path) -> WrittenReport:
         "html": EMAIL_HTML_NAME,
         "csv": CSV_NAME,
         "images": [{"file": c.name, "cid": c.cid, "alt": c.alt} for c in charts],
+        "files": files,
     }
-    (out / MANIFEST_NAME).write_text(
+    (folder / MANIFEST_NAME).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
     )
-    return WrittenReport(
-        directory=out,
-        html_path=html_path,
-        email_html_path=email_path,
-        csv_path=csv_path,
-        charts=charts,
-        subject=str(manifest["subject"]),
-        check_run_id=run.id,
-    )
+    return charts

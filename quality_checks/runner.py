@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, text
 
 from pipelines.db import get_engine, migrate, read_query
 from pipelines.history import (
+    RunLock,
     db_timestamp,
     fail_run,
     finish_run,
@@ -583,14 +584,16 @@ def run_checks(
 
     Check runs of one scope (a source, or all) are serialised like loads; holding the lock,
     a run marks any other `running` check of that scope as interrupted (a killed process
-    cannot record its own end; its writes were rolled back by the database).
+    cannot record its own end; its writes were rolled back by the database). A run whose
+    lock was lost on the way (its connection terminated: RunLockLost) is recorded failed.
     """
     engine: Engine = get_engine(url)
     migrate(engine)
-    with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout):
+    with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout) as lock:
         return _run_checks_locked(
             engine,
             as_of,
+            lock,
             source=source,
             rules=rules,
             connections=connections,
@@ -601,6 +604,7 @@ def run_checks(
 def _run_checks_locked(
     engine: Engine,
     as_of: dt.date,
+    lock: RunLock,
     *,
     source: str | None,
     rules: Sequence[Rule] | None,
@@ -714,6 +718,9 @@ def _run_checks_locked(
                     **rule_counts,
                 },
             )
+            # Last, before the commit: a run that lost its lock may have overlapped another
+            # run of the scope, so its success is not recorded (the except below fails it).
+            lock.assert_held()
     except Exception as exc:
         with engine.begin() as conn:
             # A failed run leaves no flags behind (they may have been committed for GX).

@@ -67,6 +67,17 @@ class QualityData:
         }
 
     def session(self, **over: Any) -> int:
+        return self._insert("kairos_session", self._session_values(**over))
+
+    def sessions(self, count: int, **over: Any) -> None:
+        """`count` sessions in one statement (a large report without a slow test)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(self.meta.tables["kairos_session"]),
+                [self._session_values(**over) for _ in range(count)],
+            )
+
+    def _session_values(self, **over: Any) -> dict[str, Any]:
         n = next(self._numbers)
         values: dict[str, Any] = {
             "source": "test",
@@ -108,7 +119,7 @@ class QualityData:
             **self._seen(),
         }
         values.update(over)
-        return self._insert("kairos_session", values)
+        return values
 
     def slot(self, session_id: int, modality: str, **over: Any) -> int:
         n = next(self._numbers)

@@ -369,8 +369,8 @@ def test_starttls_and_authentication_then_retry_after_failure(
         bad = SmtpSettings(
             **{**{f: getattr(retry, f) for f in retry.__slots__}, "password": "wrong"}
         )
-        with pytest.raises(MailError):
-            send_report(out, recipients=RECIPIENTS, settings=bad)
+        with pytest.raises(MailError, match="SMTP sending"):  # resend: or "already sent"
+            send_report(out, recipients=RECIPIENTS, settings=bad, resend=True)
     finally:
         controller.stop()
     assert logins[0] == ("kairos", password)

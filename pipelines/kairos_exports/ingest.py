@@ -218,7 +218,7 @@ def ingest_export(
     try:
         migrate(engine)
         tables = reflect_tables(engine, list(_TABLES))
-        with run_lock(engine, run_kind=kind, source=source, timeout=lock_timeout):
+        with run_lock(engine, run_kind=kind, source=source, timeout=lock_timeout) as lock:
             run_id = start_run(
                 engine,
                 run_kind=kind,
@@ -258,6 +258,8 @@ def ingest_export(
                         counts={k: run.counts.get(k, 0) for k in _LEDGER_COLUMNS},
                         extra_counts=run.counts,
                     )
+                    # Before the commit: a run whose lock died may have overlapped another.
+                    lock.assert_held()
             except Exception as exc:
                 fail_run(engine, run_id, _safe_error(exc))
                 log.error(

@@ -363,9 +363,9 @@ def test_smtp_down_or_refusing_keeps_the_report_until_sent(
     monkeypatch.setenv("KAIROS_SMTP_PORT", str(port))
     args = ["report", "--out", str(out), "--db", sqlite_url, "--config", str(config)]
 
-    # 1. Nobody listens: the report is written, the send fails with exit 1.
+    # 1. Nobody listens: the report is written, the send fails with exit 4 (not sent).
     result = runner.invoke(app, [*args, "--as-of", AS_OF.isoformat(), "--send"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert "SMTP sending" in result.output and "retry with --send" in result.output
     assert (out / "report.json").is_file() and not (out / "sent.json").exists()
     written = sorted(p.name for p in out.iterdir())
