@@ -189,8 +189,8 @@ def _release_advisory_lock(conn: Connection, key: int, what: str) -> None:
 
 @contextmanager
 def run_lock(engine: Engine, *, run_kind: str, source: str, timeout: float) -> Iterator[RunLock]:
-    """Serialise the runs of (`run_kind`, `source`), for the stages other than the LHEO
-    loader (which has its own, pipelines.load.source_lock, same technique): a PostgreSQL
+    """Serialise the runs of (`run_kind`, `source`) — every stage, the LHEO loader through
+    pipelines.load.source_lock: a PostgreSQL
     session advisory lock on a dedicated autocommit connection, or on SQLite a file lock
     next to the database. Both die with the process, so a killed run never blocks the next.
     Yields a RunLock: a run checks it is still held before recording its success.
@@ -237,7 +237,7 @@ def mark_interrupted_runs(
 ) -> list[int]:
     """Mark `failed` the other `running` rows of (`run_kind`, `source`); returns their ids.
 
-    Call it only while holding the run lock of that source (pipelines.load.source_lock): a
+    Call it only while holding the run lock of that source (`run_lock`): a
     live run holds that lock for its whole duration, so any other `running` row is the
     leftover of a process that could not record its own end (SIGKILL, machine crash, OOM
     killer). Its transaction was rolled back by the database; only the ledger is repaired.

@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,18 +40,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import filelock
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
 
 from pipelines.config import SourceConfig, SourcesConfig, resolve_config
 from pipelines.db import get_engine, read_sql
 from pipelines.history import (
+    RunLock,
+    RunLockTimeout,
     db_timestamp,
     fail_run,
     finish_run,
     mark_interrupted_runs,
     record_versions,
+    run_lock,
     start_run,
     utcnow,
 )
@@ -251,52 +251,19 @@ def file_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------- locking
 
 
-def _advisory_key(source: str) -> int:
-    digest = hashlib.sha256(f"kairos-sync:{RUN_KIND}:{source}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def sqlite_lock_path(engine: Engine, source: str) -> Path:
-    """The lock file of `source` next to the SQLite database (temp dir for :memory:)."""
-    database = make_url(str(engine.url)).database
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source)
-    if not database or database == ":memory:":
-        return Path(tempfile.gettempdir()) / f"kairos-sync-memory.{safe}.load.lock"
-    return Path(f"{database}.{safe}.load.lock")
-
-
 @contextmanager
-def source_lock(engine: Engine, source: str, timeout: float) -> Iterator[None]:
-    """Hold the per-source run lock, waiting at most `timeout` seconds for it."""
-    message = (
-        f"another load of source {source!r} is running; waited {timeout:g} s for it to finish"
-        " (see run_ledger for the running row)"
-    )
-    if engine.dialect.name == "postgresql":
-        key = _advisory_key(source)
-        # A dedicated autocommit connection: the session-level lock lives as long as it, so
-        # a crashed process frees it, and it is independent of the load's transaction.
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            deadline = time.monotonic() + timeout
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise LockTimeout(message)
-                time.sleep(min(LOCK_POLL_SECONDS, remaining))
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        return
-    lock = filelock.FileLock(str(sqlite_lock_path(engine, source)), timeout=timeout)
+def source_lock(engine: Engine, source: str, timeout: float) -> Iterator[RunLock]:
+    """Hold the per-source run lock (pipelines.history.run_lock: a PostgreSQL session
+    advisory lock, a file lock beside a SQLite database), waiting at most `timeout` seconds.
+    Yields the RunLock: the load checks it is still held before it commits."""
     try:
-        lock.acquire(poll_interval=LOCK_POLL_SECONDS)
-    except filelock.Timeout:
-        raise LockTimeout(message) from None
-    try:
-        yield
-    finally:
-        lock.release()
+        with run_lock(engine, run_kind=RUN_KIND, source=source, timeout=timeout) as lock:
+            yield lock
+    except RunLockTimeout:
+        raise LockTimeout(
+            f"another load of source {source!r} is running; waited {timeout:g} s for it to"
+            " finish (see run_ledger for the running row)"
+        ) from None
 
 
 # --------------------------------------------------------------------------- staging
@@ -743,7 +710,7 @@ def load_snapshot(
         sha = file_sha256(file)
         timeout = source_config.lock_timeout_seconds if lock_timeout is None else lock_timeout
         try:
-            with source_lock(engine, source, timeout):
+            with source_lock(engine, source, timeout) as lock:
                 run_id = start_run(
                     engine,
                     run_kind=RUN_KIND,
@@ -766,6 +733,7 @@ def load_snapshot(
                         batch_size,
                         _worker_count(file, workers),
                         fast_path,
+                        lock,
                     )
                 except BaseException as exc:
                     entry.status = "failed"
@@ -810,6 +778,7 @@ def _load(
     batch_size: int,
     workers: int = 0,
     fast_path: bool = False,
+    lock: RunLock | None = None,
 ) -> None:
     started = time.perf_counter()
     fingerprint = input_fingerprint(entry.snapshot_sha256, config, full_snapshot)
@@ -842,6 +811,10 @@ def _load(
                 extra_counts=entry.counts,
                 lheo_version=entry.lheo_version,
             )
+            if lock is not None:
+                # A lock whose session died was released by the server: another load of
+                # the source may be running; this one must not commit (RunLockLost).
+                lock.assert_held()
             conn.commit()
         except BaseException:
             conn.rollback()

@@ -171,3 +171,51 @@ def test_connections_terminated_after_the_run_recorded_its_success(
     assert (ledger_status, check_status) == ("succeeded", "succeeded")
     stored = query(data.url, "SELECT COUNT(*) FROM quality_check_result")[0][0]
     assert len(flags) == stored > 0
+
+
+def test_a_load_whose_lock_connection_dies_is_not_recorded_succeeded(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The LHEO loader holds its source's lock the same way: when that connection dies
+    while the load runs (the load's own connection, inside its transaction, survives), the
+    server has released the lock, another load of the source may have started: the load
+    rolls back and is recorded failed (exit 3), and the next one succeeds."""
+    from transforms.generator import write_offers
+
+    offers = tmp_path / "offers.xml"
+    write_offers(offers, formations=10, seed=5, lheo_version="2.3")
+    marker, resume = tmp_path / "paused", tmp_path / "resume"
+    args = ["load", str(offers), "--source", "sigma-occitanie", "--db", postgres_url]
+    env = cli_env(
+        KAIROS_PAUSE_MARKER=str(marker),
+        KAIROS_PAUSE_AT="UPDATE run_ledger SET status",  # the load's own ledger line
+        KAIROS_RESUME_FILE=str(resume),
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "kill_driver.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the load never reached the pause"
+            time.sleep(0.05)
+        assert _terminate(postgres_url, "idle") >= 1
+        resume.touch()
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    line = _error_line(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+    assert process.returncode == 3, stderr
+    assert "run lock" in line, line
+    ledger = query(postgres_url, "SELECT status, error FROM run_ledger ORDER BY id")
+    assert [r[0] for r in ledger] == ["failed"] and ledger[0][1].startswith("RunLockLost: ")
+    assert query(postgres_url, "SELECT COUNT(*) FROM kairos_session")[0][0] == 0
+    again = run_cli("load", str(offers), "--source", "sigma-occitanie", "--db", postgres_url)
+    assert again.returncode == 0, again.stderr
