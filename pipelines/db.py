@@ -149,13 +149,30 @@ def execute_trigger_script(conn: Connection, script: str) -> None:
         conn.exec_driver_sql(script)
 
 
+# PostgreSQL advisory lock key of schema migrations (any constant; the run locks of
+# pipelines/history.py hash their own names, so they never meet this one).
+MIGRATION_LOCK_KEY = 0x6B616972_6D696772  # "kair" "migr"
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema to `revision` with Alembic (idempotent)."""
+    """Bring the database schema to `revision` with Alembic (idempotent).
+
+    Serialised: the first night runs on a fresh database with every source in parallel, and
+    each step migrates first. Two unserialised upgrades both see no `alembic_version` and
+    both create the tables ("table run_ledger already exists"). So the upgrade takes a
+    transaction-level advisory lock on PostgreSQL, SQLite's write lock (`BEGIN IMMEDIATE`)
+    on SQLite, before it reads the schema version; the second waits, then finds the schema
+    up to date."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(SQL_DIR / "migrations"))
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        connection.commit()
