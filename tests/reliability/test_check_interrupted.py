@@ -65,8 +65,15 @@ def _check_interrupted_at(
     url: str, tmp_path: Path, statement: str, which: Literal["idle", "all"]
 ) -> subprocess.CompletedProcess[str]:
     """Run `check --format json`, pause it before `statement`, terminate backends, go on."""
-    marker, resume = tmp_path / "paused", tmp_path / "resume"
     args = ["check", "--as-of", AS_OF.isoformat(), "--format", "json", "--db", url]
+    return _interrupted_at(args, url, tmp_path, statement, which)
+
+
+def _interrupted_at(
+    args: list[str], url: str, tmp_path: Path, statement: str, which: Literal["idle", "all"]
+) -> subprocess.CompletedProcess[str]:
+    """Run the command `args`, pause it before `statement`, terminate backends, go on."""
+    marker, resume = tmp_path / "paused", tmp_path / "resume"
     env = cli_env(
         KAIROS_PAUSE_MARKER=str(marker),
         KAIROS_PAUSE_AT=statement,
@@ -83,7 +90,7 @@ def _check_interrupted_at(
         deadline = time.monotonic() + 120
         while not marker.exists():
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the check never reached the pause"
+            assert time.monotonic() < deadline, f"{args[0]} never reached the pause"
             time.sleep(0.05)
         assert _terminate(url, which) >= 1
         resume.touch()
@@ -184,35 +191,11 @@ def test_a_load_whose_lock_connection_dies_is_not_recorded_succeeded(
 
     offers = tmp_path / "offers.xml"
     write_offers(offers, formations=10, seed=5, lheo_version="2.3")
-    marker, resume = tmp_path / "paused", tmp_path / "resume"
     args = ["load", str(offers), "--source", "sigma-occitanie", "--db", postgres_url]
-    env = cli_env(
-        KAIROS_PAUSE_MARKER=str(marker),
-        KAIROS_PAUSE_AT="UPDATE run_ledger SET status",  # the load's own ledger line
-        KAIROS_RESUME_FILE=str(resume),
-    )
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "kill_driver.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the load never reached the pause"
-            time.sleep(0.05)
-        assert _terminate(postgres_url, "idle") >= 1
-        resume.touch()
-        stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    line = _error_line(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
-    assert process.returncode == 3, stderr
+    # The pause: the load's own ledger line, inside its transaction.
+    result = _interrupted_at(args, postgres_url, tmp_path, "UPDATE run_ledger SET status", "idle")
+    line = _error_line(result)
+    assert result.returncode == 3, result.stderr
     assert "run lock" in line, line
     ledger = query(postgres_url, "SELECT status, error FROM run_ledger ORDER BY id")
     assert [r[0] for r in ledger] == ["failed"] and ledger[0][1].startswith("RunLockLost: ")
