@@ -89,6 +89,27 @@ def read_sql(relative_path: str) -> str:
     return (SQL_DIR / relative_path).read_text(encoding="utf-8")
 
 
+def named_statements(script: str) -> list[tuple[str | None, str]]:
+    """Split a SQL file into (name, statement); `-- name: x` comments name the next one."""
+    result: list[tuple[str | None, str]] = []
+    name: str | None = None
+    buffer: list[str] = []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-- name:"):
+            name = stripped.removeprefix("-- name:").strip()
+            continue
+        if stripped.startswith("--") or not stripped:
+            continue
+        buffer.append(line)
+        if stripped.endswith(";"):
+            result.append((name, "\n".join(buffer).rstrip().rstrip(";")))
+            name, buffer = None, []
+    if buffer:
+        result.append((name, "\n".join(buffer)))
+    return result
+
+
 def strip_comments(sql: str) -> str:
     """The SQL without its whole-line `--` comments (the files keep comments on own lines).
 

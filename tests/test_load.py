@@ -367,19 +367,19 @@ def test_truncated_file_rolls_back_everything(db: str, tmp_path: Path) -> None:
     data = bigger.read_bytes()
     truncated.write_bytes(data[: int(len(data) * 0.8)])
     staged: list[int] = []
-    original = load_module._Stager.flush
+    original = load_module.Stager.flush
 
     def counting_flush(self: Any) -> None:
         staged.append(len(self.buffers["stg_session"]))
         original(self)
 
-    load_module._Stager.flush = counting_flush  # type: ignore[method-assign]
+    load_module.Stager.flush = counting_flush  # type: ignore[method-assign]
     try:
         with pytest.raises(DocumentError):
             # batch_size=1: formations are staged (and quarantined) before the file breaks.
             load_snapshot(truncated, source="occ", config=CONFIG, db_url=db, batch_size=1)
     finally:
-        load_module._Stager.flush = original  # type: ignore[method-assign]
+        load_module.Stager.flush = original  # type: ignore[method-assign]
     assert sum(staged) > 100  # the failure came mid-load, after real staging writes
     assert state(db) == before
     ledger = last_ledger(db)

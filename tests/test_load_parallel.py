@@ -208,7 +208,7 @@ def test_a_failure_while_writing_stops_the_workers(
     def broken(self: Any, block: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("pipelines.load._Stager.add_block", broken)
+    monkeypatch.setattr("pipelines.load.Stager.add_block", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         load_snapshot(offers, source="occ", config=CONFIG, db_url=db, workers=2)
     assert scalar(db, "SELECT COUNT(*) FROM kairos_session") == 0
