@@ -198,6 +198,9 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
     # open modality in the offer with KAIROS not checked.
     blocked = [r for r in headline_rows if str(r["detail_key"]).startswith("blocked")]
     unverified = [r for r in headline_rows if not str(r["detail_key"]).startswith("blocked")]
+    latest_modalities = conn.execute(
+        text(read_query("queries/quality_kairos_unmatched.sql"))
+    ).first()
     flags = _rows(conn, "queries/quality_flags_of_run.sql", run_id=run.id)
     for flag in flags:
         flag["rule_title"] = rules[flag["rule_id"]].title
@@ -224,6 +227,14 @@ def collect(conn: Connection, run: CheckRun) -> dict[str, Any]:
         "resolved_by_rule": _count_by_rule(resolved),
         "blocked": blocked,
         "unverified": unverified,
+        "kairos_modalities": (
+            {
+                "seen": _date(latest_modalities.started_at),
+                "unmatched": int(latest_modalities.unmatched or 0),
+            }
+            if latest_modalities is not None
+            else None
+        ),
         "flags": flags,
         "rules": rules,
         "expectations": [e for e in run.expectations if not e.success],

@@ -280,3 +280,27 @@ def test_export_sessions_as_of_lists_open_slots_and_every_slots_state(
     export_sessions(out, db_url=data.url, as_of=days(-3))
     [earlier] = json.loads(out.getvalue())
     assert {s["slot_key"] for s in earlier["open_slots"]} == {"a-open", "b-past"}
+
+
+def test_the_report_says_how_many_kairos_lines_match_no_session(
+    data: QualityData, tmp_path: Path
+) -> None:
+    import lxml.html
+
+    from quality_checks.report import build_report
+
+    data.session(carif_session_numero="S-KNOWN")
+    before = build_report(data.url, AS_OF, tmp_path / "before")
+    page = lxml.html.parse(str(before.html_path)).getroot()
+    assert "Aucun export KAIROS" in page.get_element_by_id("modalites-kairos").text_content()
+    export = _modalities(
+        tmp_path / "modalites.csv",
+        f"S-KNOWN|{OF_A}|ICO|{_fr(days(3))}||10|OUVERT",
+        f"S-GONE|{OF_A}|ICO|{_fr(days(3))}||10|OUVERT",
+        f"S-GONE-2|{OF_A}|RDVI|{_fr(days(3))}|{_fr(days(9))}||OUVERT",
+    )
+    ingest_export(export, kind="modalities", db_url=data.url, as_of=AS_OF)
+    after = build_report(data.url, AS_OF, tmp_path / "after")
+    page = lxml.html.parse(str(after.html_path)).getroot()
+    note = " ".join(page.get_element_by_id("modalites-kairos").text_content().split())
+    assert "2 ligne(s) ne correspondent à aucune session" in note
