@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from pipelines.config import SourceConfig
+from pipelines.copy_format import copy_text
 from pipelines.db import named_statements, read_sql
-from pipelines.load_parallel import Block, copy_text, new_buffers, stage_record
+from pipelines.load_parallel import Block, new_buffers, stage_record
 from transforms.formation_digest import UnchangedFormation
 from transforms.kairos_mapping import (
     ActionRow,

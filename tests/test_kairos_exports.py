@@ -48,7 +48,7 @@ from pipelines.kairos_exports import (
     ingest_export,
     pseudonym,
 )
-from pipelines.kairos_exports.ingest import Candidate, Enrolments, Run
+from pipelines.kairos_exports.enrolments import Candidate, Enrolments
 from pipelines.kairos_exports.lifecycle import TRANSITIONS, Status, Step, Transition
 from pipelines.kairos_exports.pseudonym import Pseudonymiser
 from pipelines.kairos_exports.queries import (
@@ -60,6 +60,7 @@ from pipelines.kairos_exports.queries import (
     valid_accounts,
 )
 from pipelines.kairos_exports.reading import Record
+from pipelines.kairos_exports.run import Run
 from pipelines.kairos_exports.tables import reflect_tables
 
 PSEUDO = Pseudonymiser(PSEUDONYM_KEY)
@@ -590,6 +591,7 @@ def test_every_allowed_transition_in_the_database(db: str) -> None:
                 apply(enrolments, number, before)
             slot = "ico:B" if transition.other_slot_only else "ico:A"
             apply(enrolments, number, (Step(transition.target, date(2024, 3, 2), slot),))
+        enrolments.flush()
         assert enrolments.run.counts.get("quarantined", 0) == 0
     for number, transition in enumerate(TRANSITIONS):
         [last] = rows(

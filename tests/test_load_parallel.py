@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from pipelines import load_parallel
 from pipelines.config import GuichetUniqueMatcher, SourceConfig, SourcesConfig
+from pipelines.copy_format import copy_text
 from pipelines.db import get_engine, migrate
 from pipelines.load import load_snapshot
 from transforms.generator import write_offers
@@ -343,7 +344,7 @@ def test_copy_text_round_trips_through_postgresql(
             numbered = [(n, *row) for n, row in enumerate(rows)]
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             cursor.copy_expert(
-                "COPY copied (n, a, b, c) FROM STDIN", load_parallel.copy_text(numbered)
+                "COPY copied (n, a, b, c) FROM STDIN", copy_text(numbered)
             )
             back = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM copied ORDER BY n")]
     finally:
