@@ -59,7 +59,6 @@ from pipelines.kairos_exports.queries import (
     sessions_without_kairos_account,
     valid_accounts,
 )
-from pipelines.kairos_exports.reading import Record
 from pipelines.kairos_exports.run import Run
 from pipelines.kairos_exports.tables import reflect_tables
 
@@ -570,7 +569,7 @@ def test_every_allowed_transition_in_the_database(db: str) -> None:
 
     def apply(enrolments: Enrolments, number: int, steps: tuple[Step, ...]) -> None:
         enrolments.apply(
-            record=Record(number, {}),
+            line=number,
             record_key=f"t{number}",
             session_key=SESSION_A,
             sirets={SIRET_A},

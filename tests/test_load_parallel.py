@@ -343,9 +343,7 @@ def test_copy_text_round_trips_through_postgresql(
             )
             numbered = [(n, *row) for n, row in enumerate(rows)]
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.copy_expert(
-                "COPY copied (n, a, b, c) FROM STDIN", copy_text(numbered)
-            )
+            cursor.copy_expert("COPY copied (n, a, b, c) FROM STDIN", copy_text(numbered))
             back = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM copied ORDER BY n")]
     finally:
         engine.dispose()

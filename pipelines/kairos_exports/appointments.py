@@ -202,7 +202,8 @@ def load_appointments(
     written once and its deletion does not depend on line order), then the enrolments,
     whose events point at the slot rows.
     """
-    parsed: list[tuple[Record, AppointmentLine, int | None, str | None, str | None]] = []
+    # Line numbers, not records: a record holds the candidate's name and phone.
+    parsed: list[tuple[int, AppointmentLine, int | None, str | None, str | None]] = []
     slot_writer = slots.SlotWriter(run.conn, run.tables, run.run_id, run.count)
     for record in records:
         errors = LineErrors(record.line)
@@ -224,10 +225,10 @@ def load_appointments(
             run.count("slots_unmatched")
         else:
             slot_writer.add(session_id, line.slot, line.deleted)
-        parsed.append((record, line, session_id, dispensateur, method))
+        parsed.append((record.line, line, session_id, dispensateur, method))
     slot_ids = slot_writer.flush()
     enrolments = Enrolments(run, batch_lines)
-    for record, line, session_id, dispensateur, method in parsed:
+    for line_no, line, session_id, dispensateur, method in parsed:
         values = {
             "carif_session_numero": line.carif_session,
             "carif_action_numero": line.carif_action,
@@ -243,7 +244,7 @@ def load_appointments(
         if session_id is not None:
             line_slot_ids[line.slot.slot_key] = slot_ids[(session_id, line.slot.slot_key)]
         enrolments.apply(
-            record=record,
+            line=line_no,
             record_key=f"{line.carif_session}|{line.siret}|{line.who.primary}",
             session_key=line.carif_session,
             sirets={line.siret},

@@ -26,7 +26,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from pipelines.db import PreparedRows, bulk_update, read_sql, write_rows
 from pipelines.kairos_exports.lifecycle import CurrentState, Plan, Status, Step, plan_steps
-from pipelines.kairos_exports.reading import Record
 from pipelines.kairos_exports.run import Run, content_hash, now
 
 # Lines per batch: large enough that a batch's three queries and three bulk writes are
@@ -116,7 +115,7 @@ class Candidate:
 class _Line:
     """One queued line: what it asserts about whose enrolment."""
 
-    record: Record
+    line: int  # the record's line in the file (not the record: it holds personal data)
     record_key: str
     session_key: str
     sirets: frozenset[str]
@@ -194,7 +193,7 @@ class Enrolments:
     def apply(
         self,
         *,
-        record: Record,
+        line: int,
         record_key: str,
         session_key: str,
         sirets: Iterable[str],
@@ -203,14 +202,23 @@ class Enrolments:
         values: dict[str, Any],
         slot_ids: Mapping[str, int],
     ) -> None:
-        """Queue a line: its `steps` will be confronted with the enrolment, and what is
-        new written, or the line quarantined.
+        """Queue a line (`line`: its number in the file): its `steps` will be confronted
+        with the enrolment, and what is new written, or the line quarantined.
 
         `values` are the descriptive columns this line knows (None = unknown: an existing
         value is kept, so one source never erases what the other brought).
         """
         self._queue.append(
-            _Line(record, record_key, session_key, frozenset(sirets), who, steps, values, slot_ids)
+            _Line(
+                line,
+                record_key,
+                session_key,
+                frozenset(sirets),
+                who,
+                steps,
+                values,
+                slot_ids,
+            )
         )
         if len(self._queue) >= self.batch_lines:
             self.flush(wait=False)
@@ -350,8 +358,8 @@ class _Batch:
         plan: Plan = plan_steps(enrolment.state if enrolment else None, line.steps)
         if plan.rejection:
             run.quarantine(
-                line.record.line,
-                [{"line": line.record.line, "path": "status", "message": plan.rejection}],
+                line.line,
+                [{"line": line.line, "path": "status", "message": plan.rejection}],
                 line.record_key,
             )
             return
@@ -450,7 +458,7 @@ class _Batch:
                         "recruitment_slot_id": line.slot_ids.get(step.slot_key or ""),
                         "source_kind": self.run.kind,
                         "run_id": self.run.run_id,
-                        "source_line": line.record.line,
+                        "source_line": line.line,
                         "recorded_at": self.now,
                     },
                 )

@@ -2,8 +2,9 @@
 adherents (KAIROS accounts) loader.
 
 One call = one run: a `run_ledger` row (run_kind 'adherents', 'training-plans',
-'appointments' or 'modalities') is opened first and committed on its own, so a refused file still leaves
-a 'failed' row with the reason; the data of the file is then written in one transaction.
+'appointments' or 'modalities') is opened first and committed on its own, so a refused
+file still leaves a 'failed' row with the reason; the data of the file is then written in
+one transaction.
 Bad lines go to `quarantine` (file, line, column, reason; the candidate appears only as a
 pseudonym) while the rest of the file loads. Re-ingesting a file changes nothing and the
 ledger says 'noop'.

@@ -48,7 +48,7 @@ def _siret(raw: str) -> tuple[str | None, str | None, bool]:
 class _PlanLine:
     """A parsed, valid training-plan line (candidates already pseudonymised)."""
 
-    record: Record
+    line: int  # the record's line (the record itself holds personal data)
     record_key: str
     who: Candidate
     carif_session: str | None
@@ -131,7 +131,7 @@ def _parse(run: Run, record: Record, pseudonymiser: Pseudonymiser, as_of: date) 
     }
     registered_on = min(start, as_of) if start else as_of
     return _PlanLine(
-        record,
+        record.line,
         record_key,
         who,
         carif_session,
@@ -163,7 +163,7 @@ def _link_and_queue(run: Run, enrolments: Enrolments, lines: list[_PlanLine]) ->
             "link_method": method,
         }
         enrolments.apply(
-            record=line.record,
+            line=line.line,
             record_key=line.record_key,
             session_key=line.session_key,
             sirets={s for s in (line.formateur, line.responsable, dispensateur) if s},
