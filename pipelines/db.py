@@ -6,13 +6,14 @@ The same schema runs on PostgreSQL and SQLite; the migrations live in sql/migrat
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -239,12 +240,15 @@ def write_rows(conn: Connection, prepared: PreparedRows) -> None:
             prepared.target.insert(), [dict(zip(columns, r, strict=True)) for r in prepared.rows]
         )
         return
-    table = prepared.target.name
+    assert prepared.text is not None
+    copy_in(conn, prepared.target.name, columns, prepared.text)
+
+
+def copy_in(conn: Connection, table: str, columns: Sequence[str], text: io.StringIO) -> None:
+    """`COPY table (columns) FROM STDIN` of COPY `text`, on the connection's transaction."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN", prepared.text, size=1 << 20
-        )
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", text, size=1 << 20)
     finally:
         cursor.close()
 
@@ -268,8 +272,6 @@ def bulk_update(conn: Connection, target: Table, rows: Sequence[Mapping[str, Any
         return
     columns = list(rows[0])
     if conn.dialect.name != "postgresql":
-        from sqlalchemy import bindparam
-
         statement = (
             target.update()
             .where(target.c.id == bindparam("b_id"))
@@ -285,15 +287,7 @@ def bulk_update(conn: Connection, target: Table, rows: Sequence[Mapping[str, Any
         f" AS SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
     )
     conn.exec_driver_sql(f"TRUNCATE {temp}")
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.copy_expert(
-            f"COPY {temp} ({', '.join(columns)}) FROM STDIN",
-            copy_text([[row[c] for c in columns] for row in rows]),
-            size=1 << 20,
-        )
-    finally:
-        cursor.close()
+    copy_in(conn, temp, columns, copy_text([[row[c] for c in columns] for row in rows]))
     conn.exec_driver_sql(
         f"UPDATE {table} AS t SET {assignments} FROM {temp} AS s WHERE t.id = s.id"
     )

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from pipelines.config import SourceConfig
 from pipelines.copy_format import copy_text
-from pipelines.db import named_statements, read_sql
+from pipelines.db import copy_in, named_statements, read_sql
 from pipelines.load_parallel import Block, new_buffers, stage_record
 from transforms.formation_digest import UnchangedFormation
 from transforms.kairos_mapping import (
@@ -109,28 +109,14 @@ class Stager:
         for table, texts in self.texts.items():
             if not texts:
                 continue
-            cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.copy_expert(
-                    f"COPY {table} ({', '.join(self.columns[table])}) FROM STDIN",
-                    io.StringIO("".join(texts)),
-                    size=1 << 20,
-                )
-            finally:
-                cursor.close()
+            copy_in(self.conn, table, self.columns[table], io.StringIO("".join(texts)))
             texts.clear()
         for table, rows in self.buffers.items():
             if not rows:
                 continue
             columns = self.columns[table]
             if self.postgres:
-                cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.copy_expert(
-                        f"COPY {table} ({', '.join(columns)}) FROM STDIN", copy_rows(rows)
-                    )
-                finally:
-                    cursor.close()
+                copy_in(self.conn, table, columns, copy_rows(rows))
             else:
                 marks = ", ".join("?" for _ in columns)
                 self.conn.exec_driver_sql(

@@ -8,7 +8,8 @@ lines are queued (`apply`); `flush` then, for the whole batch:
 2. confronts each line, in file order, with the enrolment as the earlier lines left it —
    in memory, so two lines of one candidate in one batch behave as if written one by one;
 3. writes the new enrolments, their events and the changed enrolments set-wise
-   (`pipelines.db.bulk_insert` / `bulk_update`: `COPY` on PostgreSQL).
+   (`pipelines.db.write_rows` / `bulk_update`: `COPY` on PostgreSQL), on PostgreSQL in a
+   writer thread while the next lines are parsed (`Run.write_behind`).
 
 Nothing of an enrolment is kept between batches: the next batch reads what this one wrote,
 so memory holds one batch whatever the file's size (docs/performance.md).
@@ -134,7 +135,6 @@ class _Enrolment:
     state: CurrentState
     next_seq: int
     new: bool
-    changed: bool = False
 
 
 def descriptive(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,10 +229,9 @@ class Enrolments:
         """Confront the queued lines with their enrolments and write the outcome; with
         `wait=False` the writes may still be in progress on return (`Run.write_behind`)."""
         lines, self._queue = self._queue, []
-        if not lines:
-            self.run.wait_writes()
-            return
         self.run.wait_writes()  # the previous batch is stored before this one is read
+        if not lines:
+            return
         batch = _Batch(self, self._stored(lines))
         for line in lines:
             batch.apply(line)
@@ -393,7 +392,6 @@ class _Batch:
             return
         merged.update(last_source=run.kind, updated_at=self.now, last_seen_run_id=run.run_id)
         enrolment.row = merged
-        enrolment.changed = True
         self._index(enrolment)
         if not enrolment.new:
             self.touched[merged["id"]] = enrolment
