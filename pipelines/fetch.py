@@ -1,9 +1,7 @@
 """Fetch a source's nightly LHEO snapshot (and its KAIROS exports) into the landing zone.
 
-A source publishes its offer either as a file in a local or network folder (an NFS/SMB
-mount, an SFTP drop synchronised to disk) or at an HTTP(S) URL. Other fsspec URLs
-(``sftp://``, ``s3://``…) work when the matching fsspec backend is installed. Every file
-fetched is archived, never modified afterwards::
+A source's offer is a file in a folder (local, NFS/SMB), at an HTTP(S) URL, by SFTP (see
+sftp_source.py) or at an fsspec URL (``s3://``…). Each file is archived, never modified::
 
     <landing zone>/<source>/<YYYY-MM-DD>/<file>            the snapshot as received
     <landing zone>/<source>/<YYYY-MM-DD>/<file>.sha256     "<hex>  <file>" (sha256sum format)
@@ -43,10 +41,13 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pipelines.db import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from pipelines.sftp_source import SftpCredentials
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ DEFAULT_SNAPSHOT_PATTERN = "*.xml*"
 DEFAULT_EXPORTS_SUBDIR = "kairos"
 SIDECAR_SUFFIX = ".sha256"
 _CHUNK = 1 << 20
+_T = TypeVar("_T")
 
 ExportKind = Literal["adherents", "training-plans", "appointments", "modalities"]
 
@@ -183,8 +185,9 @@ def check_source_name(source: str) -> str:
 
 def archive_dir(landing_zone: Path, source: str, day: datetime.date) -> Path:
     """`<landing zone>/<source>/<YYYY-MM-DD>`, guaranteed inside the landing zone."""
-    folder = Path(landing_zone) / check_source_name(source) / day.isoformat()
-    return ensure_inside(folder, landing_zone, what="archive folder")
+    root = Path(landing_zone).resolve()  # a relative landing zone is not joined twice
+    folder = root / check_source_name(source) / day.isoformat()
+    return ensure_inside(folder, root, what="archive folder")
 
 
 def paris_today(now: datetime.datetime | None = None) -> datetime.date:
@@ -325,11 +328,8 @@ def _local_get(path: Path, target: Path) -> str:
 
 
 def _with_retries(
-    what: str,
-    action: Callable[[], str],
-    retry: RetryPolicy,
-    sleep: Callable[[float], None],
-) -> str:
+    what: str, action: Callable[[], _T], retry: RetryPolicy, sleep: Callable[[float], None]
+) -> _T:
     delays = list(retry.delays())
     for attempt in range(len(delays) + 1):
         try:
@@ -401,13 +401,14 @@ def fetch_snapshot(
     headers: Mapping[str, str] | None = None,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    sftp: SftpCredentials | None = None,
 ) -> FetchedSnapshot:
     """The snapshot of `source` for `logical_date`, archived in the landing zone.
 
-    `location` is a folder (the newest file matching `pattern` is taken), a file, or a
-    URL. An archived date is reused; a past date without an archive raises
-    `SnapshotNotArchivedError`. With `dry_run`, nothing is written to the landing zone: a
-    fresh fetch goes to a scratch folder that the caller may delete.
+    `location` is a folder (the newest file matching `pattern` is taken), a file, or a URL
+    (``sftp://`` needs `sftp`). An archived date is reused; a past date without an archive
+    raises `SnapshotNotArchivedError`. With `dry_run`, nothing is written to the landing
+    zone: a fresh fetch goes to a scratch folder that the caller may delete.
     """
     check_source_name(source)
     today = today or paris_today()
@@ -429,8 +430,8 @@ def fetch_snapshot(
         raise SnapshotNotArchivedError(
             f"source {source}: no archived snapshot for {logical_date} in {folder}; "
             f"the source only holds today's ({today}) file, which must not be loaded as "
-            f"{logical_date}'s. Put that day's file there (with its .sha256) or pass "
-            "snapshot_file."
+            f"{logical_date}'s. Put that day's file there with `kairos-sync archive FILE "
+            f"--source {source} --date {logical_date}` (it writes the .sha256), then rerun."
         )
     if logical_date > today:
         raise FetchError(
@@ -438,15 +439,11 @@ def fetch_snapshot(
         )
 
     target_root = Path(tempfile.mkdtemp(prefix=f"kairos-dry-{source}-")) if dry_run else folder
-    name, action = _fetch_action(source, location, pattern, timeout, headers)
-    with _staging(target_root) as staging:
+    pick = functools.partial(_fetch_action, source, location, pattern, timeout, headers, sftp)
+    name, copy = _with_retries(src := f"source {source} ({location})", pick, retry, sleep)
+    with _staging(target_root) as staging:  # (SFTP connects to pick the file: retried too)
         final, digest = _archive(
-            staging,
-            name,
-            target_root,
-            lambda part: _with_retries(
-                f"source {source} ({location})", lambda: action(part), retry, sleep
-            ),
+            staging, name, target_root, lambda p: _with_retries(src, lambda: copy(p), retry, sleep)
         )
     log.info("source %s: fetched %s (sha256 %s)", source, final, digest)
     return FetchedSnapshot(path=final, sha256=digest, reused=False)
@@ -458,14 +455,18 @@ def _fetch_action(
     pattern: str,
     timeout: float,
     headers: Mapping[str, str] | None,
+    sftp: SftpCredentials | None = None,
 ) -> tuple[str, Callable[[Path], str]]:
     """The archived file name and the callable copying the source into a given path."""
-    if _is_http(location):
-        name = _safe_name(Path(urllib.parse.urlsplit(location).path).name, source)
-        return name, lambda target: _http_get(location, target, timeout=timeout, headers=headers)
+    if urllib.parse.urlsplit(location).scheme == "sftp":
+        from pipelines.sftp_source import sftp_fetch_action  # paramiko: SFTP sources only
+
+        return sftp_fetch_action(source, location, pattern, sftp, timeout)
     if _is_url(location) and not location.startswith("file://"):
         name = _safe_name(Path(urllib.parse.urlsplit(location).path).name, source)
-        return name, lambda target: _fsspec_get(location, target)
+        if not _is_http(location):
+            return name, lambda target: _fsspec_get(location, target)
+        return name, lambda target: _http_get(location, target, timeout=timeout, headers=headers)
     local = Path(location.removeprefix("file://"))
     if not local.exists():
         raise FetchError(f"source {source}: location {local} does not exist (not mounted?)")

@@ -20,7 +20,8 @@ from pipelines.db import PROJECT_ROOT, get_engine, migrate
 from pipelines.fetch import PathOutsideAllowedFolderError, snapshot_from_param
 from pipelines.kairos_exports import ingest_export
 from pipelines.load import load_snapshot
-from pipelines.orchestration import PlanError, plan_jobs, report_step
+from pipelines.orchestration import PlanError, plan_jobs
+from pipelines.report_step import report_step
 
 DB_SECRET = "db-S3cret-Pw-7f3a"  # test values, grepped for
 SMTP_SECRET = "smtp-S3cret-Pw-91c2"
@@ -134,6 +135,7 @@ ALLOWED_SECRET_FILES = {
     "tests/reliability/test_security.py",
     "tests/kairos_export_fixtures.py",
     "tests/test_report.py",  # the loopback SMTP server's test login
+    "tests/test_fetch_sftp.py",  # the loopback SFTP server's test logins
 }
 
 
