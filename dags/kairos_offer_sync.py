@@ -4,13 +4,19 @@
 the run belongs to, so the landing-zone folder and the default as-of date are that day).
 One mapped task group per source of config/sources.yaml::
 
-    plan ─► source[i]: fetch ─► load ─► kairos_exports ─► checks ─┬─► publish (→ kairos://sessions)
-                                                                   └─► any_source_failed
+    plan ─► migrate ─► source[i]: fetch ─► load ─► kairos_exports ─► checks ─┐
+        ┌──────────────────────────────────────────────────────────────────────┘
+        ├─► publish (→ kairos://sessions) ─► backfill_digest
+        └─► any_source_failed
 
+`plan` logs first which sources and dates the run processes, and why (conf or defaults); a
+backfill without an explicit `send_email` writes its reports without sending them.
+`migrate` is the only task that changes the database schema (once, before any source).
 A source that fails only fails its own branch; the others load, and `publish` emits the
 ``kairos://sessions`` asset (which schedules the Region report) for those that did.
 `any_source_failed` then fails the run so that it is red in the UI and the failure
-callback notifies the configured address.
+callback sends one notice naming the failed sources (pipelines/notify.py); the failures of
+a backfill go into one digest, sent by the backfill's last run (`backfill_digest`).
 
 This file only declares; the work is in pipelines/orchestration.py, imported inside the
 tasks, so parsing it reads nothing but config/sources.yaml (for the trigger form's list).
@@ -38,6 +44,7 @@ from pipelines.orchestration import (
     SYNC_DAG_ID,
     TIMEZONE,
     configured_source_names,
+    snapshot_param_description,
 )
 
 SESSIONS = Asset(name=SESSIONS_ASSET_NAME, uri=SESSIONS_ASSET_URI)
@@ -55,6 +62,12 @@ def _notify_failure(context: Any) -> None:
     notify_run_failure(context)
 
 
+def _record_failure(context: Any) -> None:
+    from pipelines.notify import record_task_failure
+
+    record_task_failure(context)
+
+
 @dag(
     dag_id=SYNC_DAG_ID,
     description="Nightly LHEO offer sync per CARIF-OREF source, then the KAIROS checks",
@@ -67,11 +80,13 @@ def _notify_failure(context: Any) -> None:
     max_active_tasks=4,
     dagrun_timeout=pendulum.duration(hours=4),
     on_failure_callback=_notify_failure,
+    default_args={"on_failure_callback": _record_failure},
     tags=["kairos", "lheo"],
+    # Every field has a default: the types admit null so that the form shows them optional.
     params={
         "sources": Param(
             [],
-            type="array",
+            type=["null", "array"],
             items={"type": "string"},
             examples=configured_source_names(),
             title="Sources",
@@ -86,24 +101,24 @@ def _notify_failure(context: Any) -> None:
         ),
         "dry_run": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             title="Dry run",
             description="Validate and check only: nothing is archived, loaded or published.",
         ),
         "send_email": Param(
             True,
-            type="boolean",
+            type=["null", "boolean"],
             title="Send the report",
-            description="E-mail the Region report once the data is in.",
+            description=(
+                "E-mail the Region report once the data is in. A backfill sends only when "
+                "its conf says so (tick 'Override parameters' in the backfill dialog)."
+            ),
         ),
         "snapshot_file": Param(
             None,
             type=["null", "string"],
             title="Snapshot file",
-            description=(
-                "Optional: load this file instead of fetching (one source only). It must "
-                "lie inside the landing zone folder of that source; anything else is refused."
-            ),
+            description=snapshot_param_description(),
         ),
     },
     doc_md=__doc__,
@@ -111,13 +126,24 @@ def _notify_failure(context: Any) -> None:
 def kairos_offer_sync() -> None:
     @task
     def plan() -> list[dict[str, Any]]:
-        from pipelines.orchestration import paris_date, plan_jobs
+        from pipelines.orchestration import paris_date, plan_run
 
         context = get_current_context()
         run = context["dag_run"]
         # Manual runs may have no logical date in Airflow 3: fall back to run_after.
         moment = context.get("logical_date") or run.run_after
-        return plan_jobs(context["params"], run_date=paris_date(moment))
+        return plan_run(
+            context["params"],
+            conf=run.conf,
+            run_type=str(getattr(run.run_type, "value", run.run_type)),
+            run_date=paris_date(moment),
+        )
+
+    @task
+    def migrate(jobs: Any) -> list[dict[str, Any]]:
+        from pipelines.orchestration import migrate_step
+
+        return migrate_step(jobs)
 
     # Task inputs that come from upstream tasks are typed Any: at DAG-build time they are
     # XComArgs, at run time the upstream's dict.
@@ -126,10 +152,11 @@ def kairos_offer_sync() -> None:
         # The UI names each mapped instance after its source (set at run time below).
         @task(map_index_template="{{ source_name }}")
         def fetch(job: dict[str, Any]) -> dict[str, Any]:
-            from pipelines.orchestration import fetch_step, http_headers
+            from pipelines.orchestration import fetch_step, http_headers, sftp_credentials
 
             _name_map_index(job)
-            return fetch_step(job, headers=http_headers(job.get("http_conn_id")))
+            headers = http_headers(job.get("http_conn_id"))
+            return fetch_step(job, headers=headers, sftp=sftp_credentials(job))
 
         @task(map_index_template="{{ source_name }}")
         def load(fetched: Any) -> dict[str, Any]:
@@ -175,15 +202,41 @@ def kairos_offer_sync() -> None:
         get_current_context()["outlet_events"][SESSIONS].extra = extra
         return extra
 
-    @task(trigger_rule=TriggerRule.ONE_FAILED)
+    # No task-failure record of its own: the notice names the sources, not this task.
+    @task(trigger_rule=TriggerRule.ONE_FAILED, on_failure_callback=[])
     def any_source_failed() -> None:
         raise RuntimeError(
             "at least one source failed (see the source.* tasks); the others were loaded"
         )
 
-    results = sync_source.expand(job=plan())
-    publish(results)
-    results >> any_source_failed()
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def backfill_digest() -> int:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipelines.notify import recorded_failures, send_backfill_digest
+
+        context = get_current_context()
+        run = context["dag_run"]
+        if str(getattr(run.run_type, "value", run.run_type)) != "backfill":
+            raise AirflowSkipException("not a backfill: the run's own notice, if any")
+        # A backfill creates all its runs queued; the last one finds none left.
+        left = context["ti"].get_dr_count(dag_id=run.dag_id, states=["queued"])
+        failures = recorded_failures(run.dag_id, run.run_id)
+        return send_backfill_digest(
+            run.dag_id,
+            run_id=run.run_id,
+            logical_date=run.logical_date,
+            failures=failures,
+            runs_left=left,
+        )
+
+    results = sync_source.expand(job=migrate(plan()))
+    published = publish(results)
+    failed = any_source_failed()
+    results >> failed
+    # Not downstream of any_source_failed: a run's state comes from its leaves, and that
+    # task must stay one for the run to be red.
+    [results, published] >> backfill_digest()
 
 
 kairos_offer_sync()

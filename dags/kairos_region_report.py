@@ -4,6 +4,9 @@ Scheduled on the asset, not on a clock, so the report goes out once the data is 
 never on a night when no source loaded. The asset event carries the as-of date, the
 sources and whether to send (the sync's trigger form); a manual run uses this DAG's own
 form. Recipients are per source (config/sources.yaml), resolved by the report module.
+The report shows the check run the sync stored (its id is in the asset event); checks are
+evaluated again only for a date or source the event does not cover. Each report's link
+(KAIROS_REPORTS_BASE_URL) is in the task log and in the ``kairos://reports`` asset event.
 
 This file only declares; the work is in pipelines/orchestration.py, imported in the task.
 """
@@ -24,6 +27,7 @@ from pipelines.orchestration import (
 )
 
 SESSIONS = Asset(name=SESSIONS_ASSET_NAME, uri=SESSIONS_ASSET_URI)
+REPORTS = Asset(name="kairos_reports", uri="kairos://reports")
 
 
 def _notify_failure(context: Any) -> None:
@@ -45,7 +49,7 @@ def _notify_failure(context: Any) -> None:
     params={
         "sources": Param(
             [],
-            type="array",
+            type=["null", "array"],
             items={"type": "string"},
             examples=configured_source_names(),
             title="Sources",
@@ -60,7 +64,7 @@ def _notify_failure(context: Any) -> None:
         ),
         "send_email": Param(
             True,
-            type="boolean",
+            type=["null", "boolean"],
             title="Send e-mails",
             description="Off: write the report files only.",
         ),
@@ -68,16 +72,22 @@ def _notify_failure(context: Any) -> None:
     doc_md=__doc__,
 )
 def kairos_region_report() -> None:
-    @task
+    @task(outlets=[REPORTS])
     def report() -> dict[str, Any]:
-        from pipelines.orchestration import paris_date, report_request, report_step
+        from pipelines.orchestration import paris_date
+        from pipelines.report_step import report_request, report_step
 
         context = get_current_context()
         events = context.get("triggering_asset_events") or {}
         extras = [dict(e.extra or {}) for e in events.get(SESSIONS, [])]
         moment = context.get("logical_date") or context["dag_run"].run_after
         request = report_request(context["params"], extras, run_date=paris_date(moment))
-        return report_step(request)
+        done = report_step(request)
+        context["outlet_events"][REPORTS].extra = {
+            "as_of": done["as_of"],
+            "reports": {r["source"]: r["link"] or r["html"] for r in done["reports"]},
+        }
+        return done
 
     report()
 

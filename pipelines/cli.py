@@ -153,15 +153,61 @@ class ExportFormat(StrEnum):
 @app.command()
 def migrate(db: DbOption = None) -> None:
     """Create or upgrade the database schema (Alembic, idempotent)."""
-    from pipelines.db import get_engine
+    from pipelines.db import get_engine, schema_revision
     from pipelines.db import migrate as run_migrations
 
     engine = get_engine(db)
     try:
+        before = schema_revision(engine)
         run_migrations(engine)
+        after = schema_revision(engine)
     finally:
         engine.dispose()
-    typer.echo(f"schema up to date: {engine.url.render_as_string(hide_password=True)}")
+    change = f"revision {after}" if before == after else f"revision {before} → {after}"
+    typer.echo(f"schema up to date ({change}): {engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def archive(
+    file: Annotated[Path, typer.Argument(help="the snapshot file that source published that day")],
+    source: Annotated[str, typer.Option(help="source name (config/sources.yaml)")],
+    date: Annotated[str, typer.Option(help="the night it belongs to, YYYY-MM-DD")],
+    landing_zone: Annotated[
+        Path | None, typer.Option(help="default: KAIROS_LANDING_ZONE, else var/landing")
+    ] = None,
+) -> None:
+    """Put FILE in the landing zone as SOURCE's snapshot of DATE, with its sha256: the
+    layout the nightly fetch writes, so that a backfill of that night can load it."""
+    from pipelines.fetch import (
+        FetchError,
+        archive_dir,
+        fetch_snapshot,
+        landing_zone_from_env,
+        sha256_file,
+    )
+
+    try:
+        day = datetime.date.fromisoformat(date)
+    except ValueError:
+        raise fail(f"--date must be YYYY-MM-DD, got {date!r}") from None
+    if not file.is_file():
+        raise fail(f"{file}: not a file")
+    landing = landing_zone or landing_zone_from_env()
+    try:
+        folder = archive_dir(landing, source, day)
+    except FetchError as exc:  # a source name that is not a plain folder name
+        raise fail(str(exc)) from None
+    existing = sorted(p for p in folder.glob("*.sha256")) if folder.is_dir() else []
+    if existing:
+        names = ", ".join(p.name.removesuffix(".sha256") for p in existing)
+        if sha256_file(file) not in {p.read_text(encoding="ascii").split()[0] for p in existing}:
+            raise fail(f"{folder} already holds a different snapshot ({names}): remove it first")
+    # Archiving is a fetch whose "today" is that night: same staging, sidecar and checks.
+    snapshot = fetch_snapshot(
+        source, location=str(file.resolve()), logical_date=day, landing_zone=landing, today=day
+    )
+    verb = "already archived" if snapshot.reused else "archived"
+    typer.echo(f"{verb}: {snapshot.path} (sha256 {snapshot.sha256})")
 
 
 @app.command()
@@ -212,13 +258,12 @@ def load(
     Exit 2 when the document is refused whole, the snapshot is refused (mass closing) or
     another run of the source holds the lock; the ledger row says why.
     """
-    from pipelines.db import get_engine
-    from pipelines.db import migrate as run_migrations
+    from pipelines.db import get_engine, require_current_schema
     from pipelines.load import load_snapshot
 
     engine = get_engine(db)
     try:
-        run_migrations(engine)
+        require_current_schema(engine)
     finally:
         engine.dispose()
     entry = load_snapshot(

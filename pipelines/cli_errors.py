@@ -85,7 +85,7 @@ def classify(exc: Exception, db_url: str | None) -> Failure:
     from sqlalchemy.exc import SQLAlchemyError
 
     from pipelines.config import ConfigError
-    from pipelines.db import DatabaseUrlError
+    from pipelines.db import DatabaseUrlError, SchemaNotCurrentError
     from pipelines.history import RunLockLost, RunLockTimeout
     from pipelines.kairos_exports import ExportFileError, PseudonymKeyError
     from pipelines.load import LoadError
@@ -104,6 +104,8 @@ def classify(exc: Exception, db_url: str | None) -> Failure:
     )
     if isinstance(exc, bad_input):
         return Failure(ExitCode.BAD_INPUT, str(exc))
+    if isinstance(exc, SchemaNotCurrentError):
+        return Failure(ExitCode.DATABASE, str(exc))
     if isinstance(exc, SQLAlchemyError):
         return Failure(ExitCode.DATABASE, database_message(exc, db_url))
     if isinstance(exc, SentNotRecorded):

@@ -6,9 +6,10 @@ The same schema runs on PostgreSQL and SQLite; the migrations live in sql/migrat
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -183,18 +184,17 @@ MIGRATION_LOCK_KEY = 0x6B616972_6D696772  # "kair" "migr"
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema to `revision` with Alembic (idempotent).
 
-    Serialised: the first night runs on a fresh database with every source in parallel, and
-    each step migrates first. Two unserialised upgrades both see no `alembic_version` and
-    both create the tables ("table run_ledger already exists"). So the upgrade takes a
-    transaction-level advisory lock on PostgreSQL, SQLite's write lock (`BEGIN IMMEDIATE`)
-    on SQLite, before it reads the schema version; the second waits, then finds the schema
-    up to date."""
+    Serialised across processes: two unserialised upgrades of a fresh database both see no
+    `alembic_version` and both create the tables ("table run_ledger already exists"). On
+    PostgreSQL the upgrade holds a transaction-level advisory lock; on SQLite an exclusive
+    lock on the file `<database>.migrate.lock` (it waits as long as the other upgrade runs,
+    where the database's own busy timeout would give up after 30 s), then the database's
+    write lock (`BEGIN IMMEDIATE`). Both are taken before the schema version is read: the
+    second process waits, then finds the schema up to date."""
     from alembic import command
-    from alembic.config import Config
 
-    config = Config()
-    config.set_main_option("script_location", str(SQL_DIR / "migrations"))
-    with engine.connect() as connection:
+    config = _alembic_config()
+    with _sqlite_file_lock(engine), engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif connection.dialect.name == "postgresql":
@@ -204,6 +204,71 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive `flock` beside a SQLite database file (nothing for other databases)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SchemaNotCurrentError(RuntimeError):
+    """The database schema is not the one this code needs (never migrated, or older)."""
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    return config
+
+
+def head_revision() -> str:
+    """The schema revision this code needs (the newest migration in sql/migrations)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the repository always ships migrations
+        raise RuntimeError("no migration in sql/migrations")
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is not this code's.
+
+    Migrating is one explicit step (`kairos-sync migrate`, the DAG's `migrate` task), not a
+    side effect of every step: the steps only check, so a fresh or older database is named
+    with what to run instead of being changed under a running night."""
+    current, needed = schema_revision(engine), head_revision()
+    if current != needed:
+        where = describe_database(engine.url.render_as_string(hide_password=True))
+        state = "has no schema" if current is None else f"is at revision {current}"
+        raise SchemaNotCurrentError(
+            f"database {where} {state}; this code needs revision {needed}: "
+            "run `kairos-sync migrate` (in Airflow: the DAG's migrate task) first"
+        )
 
 
 class PreparedRows:

@@ -20,6 +20,8 @@ Source keys read here (config/sources.yaml, kept by pipelines/config.py in ``opt
                                             # relative paths are relative to the project
       pattern: "*.xml*"                     # folder sources: newest matching file
       http_conn_id: carif_smf               # optional Airflow connection (basic auth)
+      conn_id: carif_smf_sftp               # sftp:// locations: the Airflow connection
+                                            # (login, password or key, pinned host_key)
     kairos_exports:
       location: …                           # default <snapshot folder>/kairos
       pattern: "*.csv"
@@ -35,9 +37,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.db import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from pipelines.sftp_source import SftpCredentials
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ class SourceJob:
     exports_location: str | None
     exports_pattern: str
     http_conn_id: str | None
+    conn_id: str | None  # sftp:// locations (docs/sftp-sources.md)
     logical_date: str  # YYYY-MM-DD, the landing-zone folder of this run
     as_of: str  # YYYY-MM-DD, the date the checks and the report speak about
     dry_run: bool
@@ -108,7 +114,7 @@ def paris_date(moment: datetime.datetime | None) -> datetime.date:
     return when.astimezone(ZoneInfo(TIMEZONE)).date()
 
 
-def _parse_date(value: object, what: str) -> datetime.date | None:
+def parse_form_date(value: object, what: str) -> datetime.date | None:
     if value in (None, ""):
         return None
     if isinstance(value, datetime.datetime):
@@ -149,7 +155,7 @@ def plan_jobs(
     if unknown:
         known = ", ".join(sorted(config.sources)) or "none"
         raise PlanError(f"unknown source(s) {', '.join(unknown)} (configured: {known})")
-    as_of = _parse_date(params.get("as_of"), "as_of") or run_date
+    as_of = parse_form_date(params.get("as_of"), "as_of") or run_date
     snapshot_file = params.get("snapshot_file") or None
     names = wanted or sorted(config.sources)
     if snapshot_file and len(names) != 1:
@@ -182,16 +188,87 @@ def plan_jobs(
             exports_location=exports_location,
             exports_pattern=str(exports.get("pattern") or "*.csv"),
             http_conn_id=snapshot.get("http_conn_id"),
+            conn_id=snapshot.get("conn_id"),
             logical_date=run_date.isoformat(),
             as_of=as_of.isoformat(),
             dry_run=bool(params.get("dry_run", False)),
-            send_email=bool(params.get("send_email", True)),
+            # A form field left empty (null) means the default: send.
+            send_email=params.get("send_email") is not False,
             snapshot_file=snapshot_file,
         )
         jobs.append(job.to_dict())
     if not jobs:
         raise PlanError(f"no source to synchronise: set snapshot.location in {config.path}")
     return jobs
+
+
+def plan_run(
+    params: Mapping[str, Any],
+    *,
+    conf: Mapping[str, Any] | None,
+    run_type: str,
+    run_date: datetime.date,
+    config_file: Path | None = None,
+) -> list[dict[str, Any]]:
+    """`plan_jobs` for one DAG run, after saying what it will do and why.
+
+    A backfill is made safe whatever the UI's dialog sent: Airflow 3.3 sends the form's
+    values only when "Override parameters on existing runs" is ticked, so a backfill often
+    has no conf at all, and the form's defaults (every source, send the report) would
+    e-mail every Region once per past night. A backfill run that does not say `send_email`
+    explicitly in its conf therefore writes its reports without sending them."""
+    given = dict(conf or {})
+    effective = dict(params)
+    send_reason = "conf" if "send_email" in given else "default"
+    if run_type == "backfill" and "send_email" not in given:
+        effective["send_email"] = False
+        send_reason = "backfill without send_email in its conf: reports written, not sent"
+    jobs = plan_jobs(effective, run_date=run_date, config_file=config_file)
+    log.info(
+        "plan of this %s run: sources %s (%s), landing-zone date %s, as-of %s (%s), "
+        "send_email=%s (%s), dry_run=%s (%s)",
+        run_type,
+        ", ".join(j["source"] for j in jobs),
+        "conf" if given.get("sources") else "default: every configured source",
+        run_date.isoformat(),
+        jobs[0]["as_of"],
+        "conf" if given.get("as_of") else "default: the logical date",
+        jobs[0]["send_email"],
+        send_reason,
+        jobs[0]["dry_run"],
+        "conf" if "dry_run" in given else "default",
+    )
+    return jobs
+
+
+def migrate_step(jobs: Sequence[Mapping[str, Any]], *, db_url: str | None = None) -> list[Any]:
+    """Bring the project database's schema up to date, once, before any source works.
+
+    The only step that migrates (the others check and name `kairos-sync migrate`); a dry run
+    changes nothing, so it only reports the revision. Returns `jobs` unchanged, so that the
+    DAG maps the sources over this task's output."""
+    from pipelines.db import get_engine, head_revision, migrate, schema_revision
+
+    engine = get_engine(db_url)
+    try:
+        before = schema_revision(engine)
+        if all(job.get("dry_run") for job in jobs):
+            log.info("dry run: schema left at revision %s (code: %s)", before, head_revision())
+        else:
+            migrate(engine)
+            log.info("schema at revision %s (was %s)", schema_revision(engine), before)
+    finally:
+        engine.dispose()
+    return list(jobs)
+
+
+def snapshot_param_description() -> str:
+    """The trigger form's help for `snapshot_file`, naming the landing zone of this server."""
+    return (
+        "Optional: load this file instead of fetching (one source only). It must lie inside "
+        f"{_landing_zone()}/<source>/ (the landing zone, KAIROS_LANDING_ZONE); put it there with "
+        "`kairos-sync archive FILE --source S --date D`. Anything else is refused."
+    )
 
 
 # --------------------------------------------------------------------------- per-source steps
@@ -217,6 +294,22 @@ def http_headers(conn_id: str | None) -> dict[str, str] | None:
     return headers
 
 
+def sftp_credentials(job_data: Mapping[str, Any]) -> SftpCredentials | None:
+    """The SFTP credentials of an ``sftp://`` source, from its Airflow connection
+    (``snapshot.conn_id``); None for any other location."""
+    if not str(job_data.get("location") or "").startswith("sftp://"):
+        return None
+    conn_id = job_data.get("conn_id")
+    if not conn_id:
+        raise PlanError(
+            f"source {job_data['source']}: an sftp:// location needs snapshot.conn_id, the "
+            "Airflow connection holding the login and the server's host_key"
+        )
+    from pipelines.airflow_connections import sftp_credentials_from_connection
+
+    return sftp_credentials_from_connection(str(conn_id))
+
+
 def _landing_zone() -> Path:
     from pipelines.fetch import landing_zone_from_env
 
@@ -224,7 +317,10 @@ def _landing_zone() -> Path:
 
 
 def fetch_step(
-    job_data: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    job_data: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    sftp: SftpCredentials | None = None,
 ) -> dict[str, Any]:
     """Fetch (or reuse) the snapshot and the KAIROS exports of one source."""
     from pipelines.fetch import (
@@ -248,6 +344,7 @@ def fetch_step(
             pattern=job.pattern,
             headers=headers,
             dry_run=job.dry_run,
+            sftp=sftp,
         )
     exports = fetch_kairos_exports(
         job.source,
@@ -273,12 +370,12 @@ def load_step(fetched: Mapping[str, Any], *, db_url: str | None = None) -> dict[
 
         report = validate_offers(path, source=job.source)
         return {**fetched, "load": {"dry_run": True, "validation": report.to_dict()}}
-    from pipelines.db import get_engine, migrate
+    from pipelines.db import get_engine, require_current_schema
     from pipelines.load import load_snapshot
 
     engine = get_engine(db_url)
     try:
-        migrate(engine)  # idempotent; a fresh database gets its schema on the first run
+        require_current_schema(engine)  # the DAG's migrate task ran before the sources
     finally:
         engine.dispose()
     entry = load_snapshot(path, source=job.source, config=config_path(), db_url=db_url)
@@ -329,9 +426,17 @@ def exports_step(loaded: Mapping[str, Any], *, db_url: str | None = None) -> dic
 _EXPORT_ORDER = {"adherents": 0, "modalities": 1, "training-plans": 2, "appointments": 3}
 
 
+def quiet_great_expectations() -> None:
+    """Great Expectations logs every step at INFO (hundreds of lines a run): keep it at
+    WARNING in task logs unless KAIROS_GX_LOG_LEVEL asks for more."""
+    level = os.environ.get("KAIROS_GX_LOG_LEVEL", "WARNING").upper()
+    logging.getLogger("great_expectations").setLevel(level)
+
+
 def checks_step(ingested: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
     """Run the quality checks of the source as of the run's as-of date."""
     job = SourceJob.from_dict(ingested["job"])
+    quiet_great_expectations()
     summary = run_checks(
         as_of=datetime.date.fromisoformat(job.as_of),
         source=job.source,
@@ -399,89 +504,13 @@ def asset_extra(results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
         "as_of": as_of[-1] if as_of else None,
         "logical_date": max((str(r["logical_date"]) for r in done), default=None),
         "send_email": any(bool(r.get("send_email")) for r in done),
+        # The check run each source stored: the report shows that run, not a new one.
+        "check_runs": {
+            str(r["source"]): r["checks"]["check_run_id"]
+            for r in done
+            if (r.get("checks") or {}).get("check_run_id") is not None
+        },
     }
-
-
-# --------------------------------------------------------------------------- report
-
-
-def report_request(
-    params: Mapping[str, Any],
-    event_extras: Sequence[Mapping[str, Any]],
-    *,
-    run_date: datetime.date,
-) -> dict[str, Any]:
-    """What the report run does: the form's values first, else the asset events', else
-    the run's date. Several events (two syncs before the report ran) are merged: all
-    their sources, the latest as-of date, and sending if any of them asked for it."""
-    event_sources = sorted({str(s) for e in event_extras for s in e.get("sources") or []})
-    event_dates = sorted(str(e["as_of"]) for e in event_extras if e.get("as_of"))
-    as_of = (
-        _parse_date(params.get("as_of"), "as_of")
-        or (datetime.date.fromisoformat(event_dates[-1]) if event_dates else None)
-        or run_date
-    )
-    send = bool(params.get("send_email", True))
-    if event_extras:
-        send = send and any(bool(e.get("send_email", True)) for e in event_extras)
-    sources = [str(s) for s in params.get("sources") or []] or event_sources
-    return {"as_of": as_of.isoformat(), "sources": sources, "send_email": send}
-
-
-def reports_dir() -> Path:
-    value = os.environ.get("KAIROS_REPORTS_DIR")
-    return Path(value) if value else PROJECT_ROOT / "var" / "reports"
-
-
-def report_step(request: Mapping[str, Any], *, db_url: str | None = None) -> dict[str, Any]:
-    """Write one report per source into `<reports>/<as_of>/<source>/` and e-mail it.
-
-    Recipients are per source (`report.recipients` in the sources file, read by
-    quality_checks.mail). A report already sent for that date and source (its `sent.json`)
-    is not sent again, so re-running a date does not spam the Region; resend by hand with
-    `kairos-sync report --send --out DIR`. Every source is attempted; failures are raised
-    together at the end.
-    """
-    from pipelines.config import load_config
-    from quality_checks.mail import SENT_NAME, send_report
-    from quality_checks.report import build_report
-
-    config = load_config(config_path())
-    as_of = datetime.date.fromisoformat(str(request["as_of"]))
-    sources = list(request.get("sources") or sorted(config.sources))
-    done: list[dict[str, Any]] = []
-    errors: list[str] = []
-    from pipelines.fetch import ensure_inside
-
-    unknown = [s for s in sources if s not in config.sources]
-    if unknown:
-        # Names come from the trigger form or the asset event: never a path of their own.
-        raise PlanError(f"unknown source(s) {unknown!r}: expected some of {sorted(config.sources)}")
-    for source in sources:
-        out = ensure_inside(
-            reports_dir() / as_of.isoformat() / source, reports_dir(), what="report folder"
-        )
-        try:
-            already_sent = (out / SENT_NAME).is_file()
-            written = build_report(db_url, as_of, out, source=source)
-            sent: list[str] = []
-            if request.get("send_email") and not already_sent:
-                sent = send_report(out, config=config)
-            done.append(
-                {
-                    "source": source,
-                    "html": str(written.html_path),
-                    "check_run_id": written.check_run_id,
-                    "sent_to": len(sent),
-                    "already_sent": already_sent,
-                }
-            )
-        except Exception as exc:  # one source's report must not stop the next one's
-            log.exception("report for %s as of %s failed", source, as_of)
-            errors.append(f"{source}: {type(exc).__name__}: {exc}")
-    if errors:
-        raise RuntimeError("report failed for " + "; ".join(errors))
-    return {"as_of": as_of.isoformat(), "reports": done}
 
 
 __all__ = [

@@ -44,7 +44,7 @@ from quality_checks.rules import (
     load_rules,
     render_message,
 )
-from quality_checks.runner import CheckRun, run_checks
+from quality_checks.runner import CheckRun, run_checks, stored_check_run
 
 TEMPLATES = Path(__file__).with_name("templates")
 TREND_RUNS = 30
@@ -376,6 +376,7 @@ def plain_text(data: Mapping[str, Any]) -> str:
         *(f"- {r['rule'].title} : {r['flags']}" for r in data["by_rule"]),
         "",
         f"Le détail est dans la version HTML de ce message et dans {CSV_NAME}.",
+        *([f"Ce rapport en ligne : {data['link']}"] if data.get("link") else []),
         "Ce message ne contient aucune donnée personnelle.",
     ]
     return "\n".join(lines)
@@ -403,21 +404,35 @@ def render(data: Mapping[str, Any], charts: Sequence[Chart], *, email: bool) -> 
 
 
 def build_report(
-    url: str | None, as_of: dt.date, out: Path, *, source: str | None = None
+    url: str | None,
+    as_of: dt.date,
+    out: Path,
+    *,
+    source: str | None = None,
+    check_run_id: int | None = None,
+    link: str | None = None,
 ) -> WrittenReport:
-    """Run the checks as of `as_of` and write the report into `out` (created if needed)."""
-    run = run_checks(url, as_of, source=source)
-    return write_report(url, run, out)
+    """Write the report into `out` (created if needed): of the stored check run
+    `check_run_id` when given (it must be of `source` as of `as_of`), else of a check run
+    evaluated now. `link`: where the report can be opened (a web server over the reports
+    folder), printed at the top of the report and of its e-mail."""
+    if check_run_id is not None:
+        run = stored_check_run(url, check_run_id, source=source, as_of=as_of)
+    else:
+        run = run_checks(url, as_of, source=source)
+    return write_report(url, run, out, link=link)
 
 
-def write_report(url: str | None, run: CheckRun, out: Path) -> WrittenReport:
+def write_report(
+    url: str | None, run: CheckRun, out: Path, *, link: str | None = None
+) -> WrittenReport:
     """Write the report of an existing check run (files first: sending comes after).
 
     `out` is replaced whole or not at all; ReportWriteError when it cannot be written."""
     engine = get_engine(url)
     try:
         with engine.connect() as conn:
-            data = collect(conn, run)
+            data = {**collect(conn, run), "link": link}
     finally:
         engine.dispose()
     try:
@@ -455,6 +470,7 @@ def _write_files(data: Mapping[str, Any], run: CheckRun, folder: Path) -> tuple[
         "as_of": run.as_of.isoformat(),
         "source": run.source,
         "check_run_id": run.id,
+        "link": data.get("link"),
         "text": plain_text(data),
         "html": EMAIL_HTML_NAME,
         "csv": CSV_NAME,

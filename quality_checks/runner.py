@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from pipelines.db import get_engine, migrate, read_query
+from pipelines.db import get_engine, read_query, require_current_schema
 from pipelines.history import (
     RunLock,
     db_timestamp,
@@ -160,6 +160,57 @@ class CheckRun:
             "expectations": [asdict(e) for e in self.expectations],
             "seconds": round(self.seconds, 3),
         }
+
+
+class CheckRunNotFound(LookupError):
+    """A check run id that names no succeeded run of the expected scope."""
+
+
+def stored_check_run(
+    url: str | None, check_run_id: int, *, source: str | None = None, as_of: dt.date | None = None
+) -> CheckRun:
+    """A check run already stored (its flags and figures as they were), to report it again
+    without evaluating the rules: the report of a night is the check run that night stored.
+    Refused (CheckRunNotFound) when it is not a succeeded run of `source` as of `as_of`."""
+    engine = get_engine(url)
+    full_url = engine.url.render_as_string(hide_password=False)  # iter_flags reconnects
+    try:
+        with engine.connect() as conn:
+            row = (
+                conn.execute(
+                    text(read_query("queries/quality_check_run_by_id.sql")), {"id": check_run_id}
+                )
+                .mappings()
+                .first()
+            )
+    finally:
+        engine.dispose()
+    if row is None or row["status"] != "succeeded":
+        state = "does not exist" if row is None else f"is {row['status']}"
+        raise CheckRunNotFound(f"check run {check_run_id} {state}")
+    if source is not None and row["source"] != source:
+        raise CheckRunNotFound(f"check run {check_run_id} is of {row['source']!r}, not {source!r}")
+    run_as_of = _as_date(row["as_of"])
+    if as_of is not None and run_as_of != as_of:
+        raise CheckRunNotFound(f"check run {check_run_id} is as of {run_as_of}, not {as_of}")
+    summary = json.loads(row["summary_json"] or "{}")
+    return CheckRun(
+        id=int(row["id"]),
+        run_ledger_id=int(row["run_ledger_id"]),
+        as_of=run_as_of or dt.date.min,
+        source=_text(row["source"]),
+        expectations=[
+            ExpectationOutcome(**{**e, "examples": tuple(e.get("examples") or ())})
+            for e in summary.get("expectations", [])
+        ],
+        sessions_current=int(row["sessions_current"] or 0),
+        sessions_recruiting=int(row["sessions_recruiting"] or 0),
+        sessions_blocked=int(row["sessions_blocked"] or 0),
+        sessions_unverified=int(row["sessions_unverified"] or 0),
+        seconds=float(summary.get("seconds") or 0.0),
+        rule_counts={str(k): int(v) for k, v in (summary.get("rules") or {}).items()},
+        url=full_url,
+    )
 
 
 def _as_date(value: object) -> dt.date | None:
@@ -385,7 +436,7 @@ def run_checks(
     lock was lost on the way (its connection terminated: RunLockLost) is recorded failed.
     """
     engine: Engine = get_engine(url)
-    migrate(engine)
+    require_current_schema(engine)
     with run_lock(engine, run_kind=RUN_KIND, source=source or "*", timeout=lock_timeout) as lock:
         return _run_checks_locked(
             engine,

@@ -79,14 +79,12 @@ def test_cli_migrate_load_export(db_url: str, tmp_path: Path) -> None:
     assert not any(t.startswith("=") for t in titles)
 
 
-def test_cli_load_refuses_a_truncated_document(db_url: str, tmp_path: Path) -> None:
+def test_cli_load_refuses_a_truncated_document(db: str, tmp_path: Path) -> None:
     offers = tmp_path / "offers.xml"
     write_offers(offers, formations=20, seed=3, lheo_version="2.3")
     data = offers.read_bytes()
     offers.write_bytes(data[: len(data) // 2])
-    result = runner.invoke(
-        app, ["load", str(offers), "--source", "sigma-occitanie", "--db", db_url]
-    )
+    result = runner.invoke(app, ["load", str(offers), "--source", "sigma-occitanie", "--db", db])
     assert result.exit_code == 2
     assert "error:" in result.stderr and str(offers) in result.stderr
 
@@ -94,6 +92,7 @@ def test_cli_load_refuses_a_truncated_document(db_url: str, tmp_path: Path) -> N
 def test_cli_load_unknown_source_names_the_config(tmp_path: Path, sqlite_url: str) -> None:
     offers = tmp_path / "offers.xml"
     write_offers(offers, formations=2, seed=3, lheo_version="2.3")
+    assert runner.invoke(app, ["migrate", "--db", sqlite_url]).exit_code == 0
     result = runner.invoke(app, ["load", str(offers), "--source", "nowhere", "--db", sqlite_url])
     assert result.exit_code == 2
     assert "sources.nowhere" in result.stderr and "sigma-occitanie" in result.stderr

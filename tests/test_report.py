@@ -36,7 +36,7 @@ from quality_data import AS_OF, OF_A, OF_B, QualityData, days
 from pipelines.config import parse_config
 from pipelines.kairos_exports.ingest import ingest_export
 from quality_checks.mail import MailError, SmtpSettings, send_report
-from quality_checks.report import build_report, neutralise
+from quality_checks.report import build_report, neutralise, write_report
 from quality_checks.rules import load_rules
 
 RECIPIENTS = ["qualite@region.example", "offre@carif.example"]
@@ -414,3 +414,45 @@ def test_report_cli_writes_then_resends(sqlite_url: str, tmp_path: Path) -> None
     assert resend.exit_code == 0, resend.output
     assert [e.rcpt_tos for e in handler.envelopes] == [["a@region.example"]]
     db.dispose()
+
+
+def test_report_of_a_stored_check_run_shows_that_run_with_its_link(
+    data: QualityData, tmp_path: Path
+) -> None:
+    """The report DAG reports the check run the nightly sync stored, not a new evaluation."""
+    from sqlalchemy import text
+
+    from quality_checks.runner import CheckRunNotFound, run_checks
+
+    _scenario(data)
+    stored = run_checks(data.url, AS_OF)
+    with data.engine.connect() as conn:
+        runs_before = conn.execute(text("SELECT count(*) FROM quality_check_run")).scalar_one()
+    link = "https://rapports.region.example/2026-11-03/all/rapport.html"
+    reference = write_report(data.url, stored, tmp_path / "reference")
+    fresh = build_report(data.url, AS_OF, tmp_path / "fresh")
+    again = build_report(data.url, AS_OF, tmp_path / "stored", check_run_id=stored.id, link=link)
+    with data.engine.connect() as conn:
+        runs_after = conn.execute(text("SELECT count(*) FROM quality_check_run")).scalar_one()
+    assert runs_after == runs_before + 1  # only `fresh` evaluated the rules
+    assert reference.check_run_id == stored.id
+    assert again.check_run_id == stored.id != fresh.check_run_id
+    # Same figures and flags as when the run was stored.
+    assert again.csv_path.read_bytes() == reference.csv_path.read_bytes()
+    page = lxml.html.parse(str(again.html_path)).getroot()
+    assert page.xpath(f"//a[@href='{link}']")
+    assert f"contrôle n° {stored.id}" in page.text_content()
+    manifest = (tmp_path / "stored" / "report.json").read_text(encoding="utf-8")
+    assert f"Ce rapport en ligne : {link}" in manifest
+    assert (
+        not lxml.html.parse(str(fresh.html_path))
+        .getroot()
+        .xpath("//a[contains(@href, 'rapports.region')]")
+    )
+    # A run of another scope or date is refused, never reported as this one.
+    with pytest.raises(CheckRunNotFound, match="not 'other-source'"):
+        build_report(data.url, AS_OF, tmp_path / "x", source="other-source", check_run_id=stored.id)
+    with pytest.raises(CheckRunNotFound, match="as of"):
+        build_report(data.url, AS_OF + dt.timedelta(days=1), tmp_path / "y", check_run_id=stored.id)
+    with pytest.raises(CheckRunNotFound, match="does not exist"):
+        build_report(data.url, AS_OF, tmp_path / "z", check_run_id=stored.id + 1000)

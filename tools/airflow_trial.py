@@ -9,8 +9,10 @@
           landing zone, port 8093, mail sink 8026), then proves the scheduler runs the DAGs:
           the nightly sync is unpaused and triggered, the scheduler runs it to success, its
           asset event makes the scheduler start the Region report, whose e-mails reach the
-          mail sink; then a backfill of two past nights (`airflow backfill create`) runs from
-          their archived snapshots. Prints a transcript; exits non-zero on any failure.
+          mail sink; then two backfills are created through the REST API with the body the
+          UI's dialog sends: one night of every source without conf (nothing may be
+          e-mailed, the plan must say why), two nights of one source with the override's
+          conf (e-mailed). Prints a transcript; exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -198,6 +201,89 @@ def archive(landing: Path, source: str, day: datetime.date, data: bytes) -> None
     (folder / "offres.xml.sha256").write_text(f"{digest}  offres.xml\n", encoding="ascii")
 
 
+def count_mails(mail_log: Path) -> int:
+    return mail_log.read_text(encoding="utf-8", errors="replace").count(MAIL_MARKER)
+
+
+def api_token(home: Path, port: int) -> str:
+    """A JWT for the REST API, with the admin password `airflow standalone` generated."""
+    passwords = json.loads(
+        (home / "simple_auth_manager_passwords.json.generated").read_text(encoding="utf-8")
+    )
+    body = json.dumps({"username": "admin", "password": passwords["admin"]}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/auth/token",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # loopback
+        return str(json.loads(response.read())["access_token"])
+
+
+def ui_backfill(
+    port: int, token: str, days: list[datetime.date], *, conf: Mapping[str, object] | None
+) -> dict[str, object]:
+    """POST /api/v2/backfills with the body Airflow 3.3.2's backfill dialog sends:
+    `dag_run_conf` is the form's values when "Override parameters" is ticked, else null."""
+    # The dialog's date pickers: from 00:00 of the first day to 23:59:59.999 of the last, in
+    # the browser's time zone (Paris), sent in UTC with milliseconds.
+    start = datetime.datetime.combine(days[0], datetime.time(0), tzinfo=PARIS)
+    end = datetime.datetime.combine(days[-1], datetime.time(23, 59, 59, 999000), tzinfo=PARIS)
+    body = {
+        "dag_id": "kairos_offer_sync",
+        "from_date": _utc_ms(start),
+        "to_date": _utc_ms(end),
+        "max_active_runs": 1,
+        "reprocess_behavior": "none",
+        "run_backwards": False,
+        "run_on_latest_version": True,
+        "dag_run_conf": dict(conf) if conf is not None else None,
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/backfills",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # loopback
+        return dict(json.loads(response.read()))
+
+
+def wait_backfill(port: int, token: str, backfill_id: object, timeout: float) -> None:
+    """Until the scheduler marks the backfill completed: Airflow refuses a second backfill
+    of a DAG while one is running (HTTP 409), even once its runs have all ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v2/backfills/{backfill_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # loopback
+            if json.loads(response.read()).get("completed_at"):
+                return
+        time.sleep(3)
+    raise SystemExit(f"backfill {backfill_id} not completed in {timeout:.0f} s")
+
+
+def _utc_ms(moment: datetime.datetime) -> str:
+    """`Date.toISOString()`: UTC, milliseconds, a Z."""
+    return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plan_lines(home: Path, run_type: str) -> list[str]:
+    """The plan task's first line in the task logs of the runs of `run_type`."""
+    found = []
+    for path in sorted((home / "logs").rglob("*.log")):
+        if "task_id=plan" not in str(path):
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if f"plan of this {run_type} run" in line:
+                try:  # task logs are JSON lines: keep the message
+                    found.append(str(json.loads(line)["event"]))
+                except (ValueError, KeyError, TypeError):
+                    found.append(line.strip()[:400])
+    return found
+
+
 def _night(day: datetime.date) -> str:
     """02:00 in Paris on `day`, with its UTC offset (CET or CEST)."""
     return datetime.datetime(day.year, day.month, day.day, 2, tzinfo=PARIS).isoformat()
@@ -248,48 +334,90 @@ def check(args: argparse.Namespace) -> int:
         report_runs = wait_runs(env, "kairos_region_report", len(report_runs), 600)
         log(f"kairos_region_report: {[(r['run_id'], r['state']) for r in report_runs]}")
         time.sleep(2)
-        mails = mail_log.read_text(encoding="utf-8", errors="replace").count(
-            "---------- MESSAGE FOLLOWS ----------"
-        )
+        mails = count_mails(mail_log)
         log(f"e-mails received by the mail sink: {mails}")
 
-        # Backfill two past nights from archived snapshots (what earlier nights fetched).
+        # Backfills the way the UI's dialog creates them (REST API, same body). Without
+        # "Override parameters" ticked the dialog sends no conf: every source, and the
+        # plan must not send the report. Ticked, its conf selects one source and sends.
         landing = home / "landing"
-        source_file = ROOT / "var" / "sources" / "smf-normandie" / "offres.xml"
+        token = api_token(home, args.port)
+        quiet_night = today - datetime.timedelta(days=3)
+        for source in SOURCES:
+            data = (ROOT / "var" / "sources" / source / "offres.xml").read_bytes()
+            archive(landing, source, quiet_night, data)
+        log(f"backfill {quiet_night} through the REST API with no conf (override not ticked)")
+        first = ui_backfill(args.port, token, [quiet_night], conf=None)
+        expected += 1
+        all_runs = wait_runs(env, "kairos_offer_sync", expected, 900)
+        wait_backfill(args.port, token, first["id"], 300)
+        report_runs = wait_runs(env, "kairos_region_report", len(report_runs) + 1, 600)
+        time.sleep(2)
+        quiet_mails = count_mails(mail_log)
+        plans = plan_lines(home, "backfill")
+        log(f"  plan: {plans[-1] if plans else 'NOT LOGGED'}")
+        log(f"  e-mails after it: {quiet_mails} (before: {mails})")
+
         days = [today - datetime.timedelta(days=n) for n in (2, 1)]
+        source_file = ROOT / "var" / "sources" / "smf-normandie" / "offres.xml"
         for day in days:
             archive(landing, "smf-normandie", day, source_file.read_bytes())
-        log(f"backfill {days[0]} → {days[-1]} for smf-normandie")
-        airflow(
-            env,
-            "backfill",
-            "create",
-            "--dag-id",
-            "kairos_offer_sync",
-            "--from-date",
-            _night(days[0]),
-            "--to-date",
-            _night(days[-1]),
-            "--max-active-runs",
-            "1",
-            "--dag-run-conf",
-            json.dumps({"sources": ["smf-normandie"]}),
-        )
+        # Ticked, the dialog sends every field of the form (defaults included).
+        conf = {
+            "sources": ["smf-normandie"],
+            "as_of": None,
+            "dry_run": False,
+            "send_email": True,
+            "snapshot_file": None,
+        }
+        log(f"backfill {days[0]} → {days[-1]} through the REST API with the override's conf")
+        ui_backfill(args.port, token, days, conf=conf)
         all_runs = wait_runs(env, "kairos_offer_sync", expected + len(days), 900)
+        report_runs = wait_runs(env, "kairos_region_report", len(report_runs) + 1, 600)
+        time.sleep(2)
+        final_mails = count_mails(mail_log)
+        log(f"  e-mails after it: {final_mails}")
         for r in sorted(all_runs, key=lambda r: r["logical_date"] or ""):
             log(f"  {r['run_id']:60} {r['state']:8} logical_date={r['logical_date']}")
+        for r in report_runs:
+            log(f"  {r['run_id']:60} {r['state']:8} (report)")
         states = [r["state"] for r in all_runs] + [r["state"] for r in report_runs]
-        ok = all(s == "success" for s in states) and mails >= 2
+        checks = {
+            "every run succeeded": all(s == "success" for s in states),
+            "the first night's reports were e-mailed": mails >= 2,
+            "a backfill without conf e-mailed nothing": quiet_mails == mails,
+            "its plan was logged with the reason": bool(plans)
+            and "backfill without send_email" in plans[-1],
+            "a backfill with send_email in its conf e-mailed": final_mails > quiet_mails,
+        }
+        for what, passed in checks.items():
+            log(f"  {'ok ' if passed else 'NOT'} {what}")
+        ok = all(checks.values())
         log("CHECK PASSED" if ok else "CHECK FAILED (see var/airflow-check/standalone.log)")
         return 0 if ok else 1
     finally:
-        os.killpg(standalone.pid, signal.SIGINT)
-        try:
-            standalone.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(standalone.pid, signal.SIGKILL)
+        stop_group(standalone)
         sink.terminate()
         sink.wait(10)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop `airflow standalone` and every component it started (its process group):
+    SIGINT, then SIGTERM (the DAG processor ignores SIGINT), then SIGKILL; and wait until
+    no process of the group is left, so that the next check finds its ports free."""
+    for sig, seconds in ((signal.SIGINT, 20), (signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader so that it does not linger as a zombie
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
 
 
 def main() -> int:

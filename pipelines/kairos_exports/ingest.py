@@ -30,7 +30,7 @@ from typing import Literal, get_args
 
 import sqlalchemy as sa
 
-from pipelines.db import get_engine, migrate
+from pipelines.db import get_engine, require_current_schema
 from pipelines.history import (
     fail_run,
     finish_run,
@@ -116,7 +116,7 @@ def ingest_export(
     source = source or DEFAULT_SOURCES[kind]
     engine = get_engine(db_url)
     try:
-        migrate(engine)
+        require_current_schema(engine)
         tables = reflect_tables(engine, list(_TABLES))
         with run_lock(engine, run_kind=kind, source=source, timeout=lock_timeout) as lock:
             run_id = start_run(

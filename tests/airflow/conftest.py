@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow_project import Project
@@ -102,6 +104,7 @@ def _project(root: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Projec
     monkeypatch.setenv("KAIROS_SOURCES_CONFIG", str(config))
     monkeypatch.setenv("KAIROS_LANDING_ZONE", str(project.landing))
     monkeypatch.setenv("KAIROS_REPORTS_DIR", str(project.reports))
+    monkeypatch.setenv("KAIROS_ALERTS_DIR", str(project.reports.parent / "alerts"))
     monkeypatch.setenv("KAIROS_PSEUDONYM_KEY", "test-key-" + "x" * 40)
     monkeypatch.delenv("KAIROS_ALERT_TO", raising=False)
     return project
@@ -121,3 +124,44 @@ def sqlite_project(
 ) -> Project:
     """The same on SQLite only (for the tests whose point is not the database)."""
     return _project(tmp_path / "project", sqlite_url, monkeypatch)
+
+
+@pytest.fixture
+def dags() -> dict[str, Any]:
+    # Parsed per test: dag.test(run_conf=…) leaves the conf in the DAG object's params
+    # (observed with Airflow 3.3), which would leak one test's form into the next.
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return dict(bag.dags)
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """A loopback SMTP server (aiosmtpd) collecting messages; the report's settings point to it."""
+    import socket
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            message = message_from_bytes(envelope.content, policy=policy.default)
+            received.append((list(envelope.rcpt_tos), message))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("KAIROS_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("KAIROS_SMTP_PORT", str(port))
+    monkeypatch.setenv("KAIROS_SMTP_FROM", "kairos-sync@example.org")
+    try:
+        yield received
+    finally:
+        controller.stop()

@@ -14,20 +14,28 @@ What `dag.test()` cannot do in Airflow 3.3, and what is tested instead:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pendulum
 import pytest
-from airflow_project import PROJECT_ROOT, Project
-from sqlalchemy import create_engine, text
-
-from transforms.generator import write_offers
+from airflow_project import (
+    PROJECT_ROOT,
+    Project,
+    night,
+    offers,
+    query_rows,
+    run_queued,
+    task_states,
+    today_paris,
+    unpause,
+)
+from sqlalchemy import create_engine
 
 PARIS = "Europe/Paris"
 KAIROS_FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "kairos"
@@ -35,73 +43,9 @@ KAIROS_FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "kairos"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def dags() -> dict[str, Any]:
-    # Parsed per test: dag.test(run_conf=…) leaves the conf in the DAG object's params
-    # (observed with Airflow 3.3), which would leak one test's form into the next.
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return dict(bag.dags)
-
-
-def _night(day: datetime.date) -> pendulum.DateTime:
-    """The logical date of the nightly run of `day` (02:00 Paris)."""
-    return pendulum.datetime(day.year, day.month, day.day, 2, 0, tz=PARIS)
-
-
-def _today_paris() -> datetime.date:
-    return pendulum.now(PARIS).date()
-
-
-def _offers(
-    path: Path, *, seed: int, formations: int = 4, day: datetime.date | None = None
-) -> bytes:
-    write_offers(
-        path,
-        formations=formations,
-        seed=seed,
-        lheo_version="2.3",
-        reference_date=day or _today_paris(),
-    )
-    return path.read_bytes()
-
-
-def _states(run: Any) -> dict[tuple[str, int], str]:
-    return {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
-
-
-def _rows(db_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql), params)]
-    finally:
-        engine.dispose()
-
-
 def _table_digest(db_url: str, table: str) -> str:
-    rows = _rows(db_url, f"SELECT * FROM {table}")
+    rows = query_rows(db_url, f"SELECT * FROM {table}")
     return hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
-
-
-def _unpause(dag_id: str) -> None:
-    """Register the DAG folder in the metadata DB (as dag.test() does) and unpause `dag_id`,
-    so that an asset event queues a run for it, as it would in production."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    for bundle in manager.get_all_dag_bundles():
-        bundle.initialize()
-        bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-        sync_bag_to_db(bag, bundle.name, bundle.version)
-    with create_session() as session:
-        session.query(DagModel).filter(DagModel.dag_id == dag_id).update({"is_paused": False})
 
 
 @pytest.fixture
@@ -115,14 +59,14 @@ def kairos_exports(project: Project) -> Iterator[Path]:
 
 @pytest.mark.usefixtures("kairos_exports")
 def test_nightly_sync_then_rerun_changes_nothing(project: Project, dags: dict[str, Any]) -> None:
-    today = _today_paris()
-    _offers(project.source_dir("smf-normandie") / "offres.xml", seed=1)
-    _offers(project.source_dir("sigma-occitanie") / "offres.xml", seed=2)
-    _unpause("kairos_region_report")  # so that the asset event queues a report run
+    today = today_paris()
+    offers(project.source_dir("smf-normandie") / "offres.xml", seed=1)
+    offers(project.source_dir("sigma-occitanie") / "offres.xml", seed=2)
+    unpause("kairos_region_report")  # so that the asset event queues a report run
     sync = dags["kairos_offer_sync"]
 
-    run = sync.test(logical_date=_night(today))
-    states = _states(run)
+    run = sync.test(logical_date=night(today))
+    states = task_states(run)
     assert str(run.state) == "success", states
     assert states[("any_source_failed", -1)] == "skipped"
     assert states[("publish", -1)] == "success"
@@ -137,7 +81,7 @@ def test_nightly_sync_then_rerun_changes_nothing(project: Project, dags: dict[st
     exports = project.landing / "smf-normandie" / today.isoformat() / "kairos"
     assert sorted(p.name for p in exports.glob("*.csv")) == ["adherents.csv", "training_plans.csv"]
 
-    ledger = _rows(
+    ledger = query_rows(
         project.db_url,
         "SELECT run_kind, source, status FROM run_ledger ORDER BY id",
     )
@@ -147,30 +91,33 @@ def test_nightly_sync_then_rerun_changes_nothing(project: Project, dags: dict[st
         ("adherents", "succeeded"),
         ("training-plans", "succeeded"),
     }
-    as_of = _rows(project.db_url, "SELECT DISTINCT source, as_of FROM quality_check_run")
+    as_of = query_rows(project.db_url, "SELECT DISTINCT source, as_of FROM quality_check_run")
     assert sorted((s, str(d)[:10]) for s, d in as_of) == [
         ("sigma-occitanie", today.isoformat()),
         ("smf-normandie", today.isoformat()),
     ]
 
     # The asset event carries what the report needs, and queues the report DAG.
+    # The check run each source stored rides along, so that the report shows it.
+    stored = query_rows(project.db_url, "SELECT source, id FROM quality_check_run")
     event, queued = _asset_event_and_queue()
     assert event == {
         "sources": ["sigma-occitanie", "smf-normandie"],
         "as_of": today.isoformat(),
         "logical_date": today.isoformat(),
         "send_email": True,
+        "check_runs": {source: run_id for source, run_id in stored},
     }
     assert queued == ["kairos_region_report"]
 
     # Re-running the same date changes nothing: same archive, no data written.
     before = {t: _table_digest(project.db_url, t) for t in ("kairos_session", "recruitment_slot")}
     (project.source_dir("smf-normandie") / "offres.xml").write_bytes(b"<changed later/>")
-    rerun = sync.test(logical_date=_night(today))
-    assert str(rerun.state) == "success", _states(rerun)
+    rerun = sync.test(logical_date=night(today))
+    assert str(rerun.state) == "success", task_states(rerun)
     after = {t: _table_digest(project.db_url, t) for t in ("kairos_session", "recruitment_slot")}
     assert after == before
-    statuses = _rows(
+    statuses = query_rows(
         project.db_url,
         "SELECT run_kind, status FROM run_ledger WHERE run_kind IN "
         "('lheo', 'adherents', 'training-plans') ORDER BY id",
@@ -202,8 +149,8 @@ def test_one_source_failing_does_not_stop_the_others(
     sqlite_project: Project, dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = sqlite_project
-    today = _today_paris()
-    _offers(project.source_dir("smf-normandie") / "offres.xml", seed=3, formations=2)
+    today = today_paris()
+    offers(project.source_dir("smf-normandie") / "offres.xml", seed=3, formations=2)
     (project.source_dir("sigma-occitanie") / "offres.xml").write_bytes(b"not xml at all")
     sent: list[dict[str, Any]] = []
     import pipelines.notify as notify
@@ -217,8 +164,9 @@ def test_one_source_failing_does_not_stop_the_others(
     )
     monkeypatch.setenv("KAIROS_ALERT_TO", "ops@example.org")
     monkeypatch.setenv("KAIROS_SMTP_HOST", "127.0.0.1")  # resolved, never contacted (patched)
-    run = dags["kairos_offer_sync"].test(logical_date=_night(today))
-    states = _states(run)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.region.example")
+    run = dags["kairos_offer_sync"].test(logical_date=night(today))
+    states = task_states(run)
     assert str(run.state) == "failed"
     by_source = {
         task: {i: s for (t, i), s in states.items() if t == task}
@@ -229,7 +177,7 @@ def test_one_source_failing_does_not_stop_the_others(
     assert by_source["source.checks"] == {0: "upstream_failed", 1: "success"}
     assert states[("publish", -1)] == "success"  # the loaded source is published
     assert states[("any_source_failed", -1)] == "failed"
-    ledger = _rows(
+    ledger = query_rows(
         project.db_url, "SELECT source, status, error FROM run_ledger WHERE run_kind = 'lheo'"
     )
     assert sorted((s, st) for s, st, _e in ledger) == [
@@ -238,22 +186,30 @@ def test_one_source_failing_does_not_stop_the_others(
     ]
     assert "not an XML document" in next(e for s, _st, e in ledger if s == "sigma-occitanie")
     assert len(sent) == 1 and sent[0]["to"] == ["ops@example.org"]
-    assert "kairos_offer_sync failed" in sent[0]["subject"]
+    # The notice names the failed source and its error's first line, not a map index.
+    assert sent[0]["subject"] == (
+        f"[kairos-sync] kairos_offer_sync failed for {today.isoformat()}: sigma-occitanie"
+    )
+    assert "- sigma-occitanie, task source.load: " in sent[0]["body"]
+    assert "not an XML document" in sent[0]["body"]
+    runs_page = "https://airflow.region.example/dags/kairos_offer_sync/runs/"
+    link = runs_page + quote(run.run_id, safe="")
+    assert link in sent[0]["body"]
 
 
 def test_dry_run_writes_nothing(sqlite_project: Project, dags: dict[str, Any]) -> None:
     project = sqlite_project
-    today = _today_paris()
-    _offers(project.source_dir("smf-normandie") / "offres.xml", seed=4, formations=2)
+    today = today_paris()
+    offers(project.source_dir("smf-normandie") / "offres.xml", seed=4, formations=2)
     run = dags["kairos_offer_sync"].test(
-        logical_date=_night(today),
+        logical_date=night(today),
         run_conf={"sources": ["smf-normandie"], "dry_run": True},
     )
-    assert str(run.state) == "success", _states(run)
-    assert _states(run)[("publish", -1)] == "skipped"  # no asset event, no report
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run)[("publish", -1)] == "skipped"  # no asset event, no report
     assert not (project.landing / "smf-normandie" / today.isoformat()).exists()
     tables = (
-        _rows(
+        query_rows(
             project.db_url,
             "SELECT count(*) FROM run_ledger WHERE run_kind = 'lheo'",
         )
@@ -278,14 +234,14 @@ def test_snapshot_file_outside_the_landing_zone_is_refused(
 ) -> None:
     project = sqlite_project
     outside = tmp_path / "elsewhere.xml"
-    _offers(outside, seed=5, formations=1)
+    offers(outside, seed=5, formations=1)
     run = dags["kairos_offer_sync"].test(
-        logical_date=_night(_today_paris()),
+        logical_date=night(today_paris()),
         run_conf={"sources": ["smf-normandie"], "snapshot_file": str(outside)},
     )
     assert str(run.state) == "failed"
-    assert _states(run)[("source.fetch", 0)] == "failed"
-    assert not _has_table(project.db_url, "run_ledger") or _rows(
+    assert task_states(run)[("source.fetch", 0)] == "failed"
+    assert not _has_table(project.db_url, "run_ledger") or query_rows(
         project.db_url, "SELECT count(*) FROM run_ledger WHERE run_kind = 'lheo'"
     ) == [(0,)]
 
@@ -293,50 +249,20 @@ def test_snapshot_file_outside_the_landing_zone_is_refused(
 # --------------------------------------------------------------------------- report + SMTP
 
 
-@pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """A loopback SMTP server (aiosmtpd) collecting messages; the report's settings point to it."""
-    import socket
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            message = message_from_bytes(envelope.content, policy=policy.default)
-            received.append((list(envelope.rcpt_tos), message))
-            return "250 OK"
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("KAIROS_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("KAIROS_SMTP_PORT", str(port))
-    monkeypatch.setenv("KAIROS_SMTP_FROM", "kairos-sync@example.org")
-    try:
-        yield received
-    finally:
-        controller.stop()
-
-
 def test_region_report_arrives_by_smtp(
     project: Project, dags: dict[str, Any], smtp: list[Any]
 ) -> None:
     """Sync → asset event → report DAG (run as the scheduler would, with the event's values)."""
-    today = _today_paris()
-    _offers(project.source_dir("smf-normandie") / "offres.xml", seed=6, formations=3)
-    _offers(project.source_dir("sigma-occitanie") / "offres.xml", seed=7, formations=3)
-    run = dags["kairos_offer_sync"].test(logical_date=_night(today))
-    assert str(run.state) == "success", _states(run)
+    today = today_paris()
+    offers(project.source_dir("smf-normandie") / "offres.xml", seed=6, formations=3)
+    offers(project.source_dir("sigma-occitanie") / "offres.xml", seed=7, formations=3)
+    run = dags["kairos_offer_sync"].test(logical_date=night(today))
+    assert str(run.state) == "success", task_states(run)
     event, _queued = _asset_event_and_queue()
 
     report_conf = {k: event[k] for k in ("sources", "as_of", "send_email")}
     report = dags["kairos_region_report"].test(run_conf=report_conf)
-    assert str(report.state) == "success", _states(report)
+    assert str(report.state) == "success", task_states(report)
     recipients = sorted(r for rcpt, _m in smtp for r in rcpt)
     assert recipients == ["region-normandie@example.org", "region-occitanie@example.org"]
     for _rcpt, message in smtp:
@@ -353,7 +279,7 @@ def test_region_report_arrives_by_smtp(
 
 
 def test_report_request_merges_asset_events() -> None:
-    from pipelines.orchestration import report_request
+    from pipelines.report_step import report_request
 
     day = datetime.date(2026, 11, 3)
     events = [
@@ -366,45 +292,23 @@ def test_report_request_merges_asset_events() -> None:
         "as_of": "2026-11-02",
         "sources": ["a", "b"],
         "send_email": True,
+        "check_runs": {},
     }
     assert report_request({"as_of": "2026-10-01", "send_email": False}, events, run_date=day) == {
         "as_of": "2026-10-01",
         "sources": ["a", "b"],
         "send_email": False,
+        "check_runs": {},
     }
+    # The check runs the syncs stored go to the report of their date, not of another one.
+    events[0]["check_runs"] = {"a": 7}
+    events[1]["check_runs"] = {"b": 9}
+    assert report_request({}, events, run_date=day)["check_runs"] == {"b": 9}
+    assert report_request({"as_of": "2026-11-01"}, events, run_date=day)["check_runs"] == {}
     assert report_request({}, [], run_date=day)["as_of"] == "2026-11-03"
 
 
 # --------------------------------------------------------------------------- backfill
-
-
-def _run_queued(dag: Any, run_id: str) -> Any:
-    """Execute an existing queued run (a backfill's) in-process, like dag.test() does."""
-    from airflow.models.dagrun import DagRun
-    from airflow.sdk.definitions.dag import _run_task
-    from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState, TaskInstanceState
-
-    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-    with create_session() as session:
-        run = session.query(DagRun).filter(DagRun.run_id == run_id).one()
-        run.dag = scheduler_dag
-        run.state = DagRunState.RUNNING
-        session.commit()
-        while run.state == DagRunState.RUNNING:
-            session.expire_all()
-            schedulable, _ = run.update_state(session=session)
-            for ti in schedulable:
-                ti.try_number += 1
-                ti.state = TaskInstanceState.SCHEDULED
-            session.commit()
-            for ti in run.get_task_instances(session=session):
-                if ti.state == TaskInstanceState.SCHEDULED:
-                    # A failing task records its state; the loop goes on like dag.test().
-                    with contextlib.suppress(Exception):
-                        _run_task(ti=ti, task=dag.task_dict[ti.task_id])
-        return run
 
 
 def test_backfill_three_dates_each_with_its_own_snapshot(
@@ -415,23 +319,23 @@ def test_backfill_three_dates_each_with_its_own_snapshot(
     from airflow.utils.session import create_session
 
     project = sqlite_project
-    today = _today_paris()
+    today = today_paris()
     days = [today - datetime.timedelta(days=n) for n in (3, 2, 1)]
     shas = {}
     scratch = project.root / "scratch"
     scratch.mkdir()
     for index, day in enumerate(days):
         # Growing offers (same seed, more formations): each night adds sessions.
-        data = _offers(scratch / f"{day}.xml", seed=8, formations=3 + index, day=days[0])
+        data = offers(scratch / f"{day}.xml", seed=8, formations=3 + index, day=days[0])
         shas[day] = project.archive("smf-normandie", day, data).read_bytes()
     # The source folder holds *today's* file: a backfill must never load it.
-    todays = _offers(project.source_dir("smf-normandie") / "offres.xml", seed=99, formations=2)
+    todays = offers(project.source_dir("smf-normandie") / "offres.xml", seed=99, formations=2)
 
-    _unpause("kairos_offer_sync")
+    unpause("kairos_offer_sync")
     backfill = _create_backfill(
         dag_id="kairos_offer_sync",
-        from_date=_night(days[0]),
-        to_date=_night(days[-1]),
+        from_date=night(days[0]),
+        to_date=night(days[-1]),
         max_active_runs=1,
         reverse=False,
         dag_run_conf={"sources": ["smf-normandie"]},
@@ -445,12 +349,12 @@ def test_backfill_three_dates_each_with_its_own_snapshot(
             .order_by(DagRun.logical_date)
         ]
     assert len(run_ids) == 3
-    runs = [_run_queued(dags["kairos_offer_sync"], run_id) for run_id in run_ids]
-    assert [str(r.state) for r in runs] == ["success"] * 3, [_states(r) for r in runs]
+    runs = [run_queued(dags["kairos_offer_sync"], run_id) for run_id in run_ids]
+    assert [str(r.state) for r in runs] == ["success"] * 3, [task_states(r) for r in runs]
     assert [str(r.run_type) for r in runs] == ["backfill"] * 3
     assert [pendulum.instance(r.logical_date).in_tz(PARIS).date() for r in runs] == days
 
-    ledger = _rows(
+    ledger = query_rows(
         project.db_url,
         "SELECT snapshot_file, snapshot_sha256, status FROM run_ledger "
         "WHERE run_kind = 'lheo' ORDER BY id",
@@ -458,17 +362,17 @@ def test_backfill_three_dates_each_with_its_own_snapshot(
     assert [Path(f).parent.name for f, _s, _st in ledger] == [d.isoformat() for d in days]
     assert [s for _f, s, _st in ledger] == [hashlib.sha256(shas[d]).hexdigest() for d in days]
     assert all(st == "succeeded" for _f, _s, st in ledger)
-    as_of = _rows(project.db_url, "SELECT as_of FROM quality_check_run ORDER BY id")
+    as_of = query_rows(project.db_url, "SELECT as_of FROM quality_check_run ORDER BY id")
     assert [str(d)[:10] for (d,) in as_of] == [d.isoformat() for d in days]
     assert hashlib.sha256(todays).hexdigest() not in {s for _f, s, _st in ledger}
     assert not (project.landing / "smf-normandie" / today.isoformat()).exists()
 
     # Re-running a backfilled date changes nothing: the loader says noop.
     rerun = dags["kairos_offer_sync"].test(
-        logical_date=_night(days[-1]), run_conf={"sources": ["smf-normandie"]}
+        logical_date=night(days[-1]), run_conf={"sources": ["smf-normandie"]}
     )
-    assert str(rerun.state) == "success", _states(rerun)
-    last = _rows(
+    assert str(rerun.state) == "success", task_states(rerun)
+    last = query_rows(
         project.db_url, "SELECT status FROM run_ledger WHERE run_kind = 'lheo' ORDER BY id"
     )
     assert last[-1] == ("noop",)
@@ -477,13 +381,13 @@ def test_backfill_three_dates_each_with_its_own_snapshot(
 def test_backfill_of_a_date_without_archive_fails_clearly(
     sqlite_project: Project, dags: dict[str, Any]
 ) -> None:
-    yesterday = _today_paris() - datetime.timedelta(days=1)
-    _offers(sqlite_project.source_dir("smf-normandie") / "offres.xml", seed=9, formations=1)
+    yesterday = today_paris() - datetime.timedelta(days=1)
+    offers(sqlite_project.source_dir("smf-normandie") / "offres.xml", seed=9, formations=1)
     run = dags["kairos_offer_sync"].test(
-        logical_date=_night(yesterday), run_conf={"sources": ["smf-normandie"]}
+        logical_date=night(yesterday), run_conf={"sources": ["smf-normandie"]}
     )
     assert str(run.state) == "failed"
-    assert _states(run)[("source.fetch", 0)] == "failed"
+    assert task_states(run)[("source.fetch", 0)] == "failed"
     assert not (
         sqlite_project.landing / "smf-normandie" / yesterday.isoformat() / "offres.xml"
     ).exists()

@@ -144,11 +144,18 @@ def test_sync_params_schema(dags: dict[str, Any]) -> None:
     params = dags["kairos_offer_sync"].params
     schema = {name: params.get_param(name).schema for name in params}
     assert set(schema) == {"sources", "as_of", "dry_run", "send_email", "snapshot_file"}
-    assert schema["sources"]["type"] == "array"
+    # Every field has a default, so every type admits null: the UI marks a field required
+    # when its type does not (Airflow 3.3's trigger form), and these are all optional.
+    assert schema["sources"]["type"] == ["null", "array"]
     assert schema["sources"]["items"] == {"type": "string"}
     assert schema["as_of"]["format"] == "date"
-    assert schema["dry_run"]["type"] == "boolean"
-    assert schema["send_email"]["type"] == "boolean"
+    assert schema["dry_run"]["type"] == ["null", "boolean"]
+    assert schema["send_email"]["type"] == ["null", "boolean"]
+    assert all("null" in s["type"] for s in schema.values())
+    # The snapshot field says where the landing zone of this server is.
+    assert str(Path(os.environ.get("KAIROS_LANDING_ZONE", "var/landing")).name) in (
+        params.get_param("snapshot_file").description or ""
+    )
     assert params["dry_run"] is False
     assert params["send_email"] is True
     assert params["snapshot_file"] is None
@@ -174,13 +181,20 @@ def test_sync_task_graph(dags: dict[str, Any]) -> None:
     dag = dags["kairos_offer_sync"]
     assert set(dag.task_ids) == {
         "plan",
+        "migrate",
         "source.fetch",
         "source.load",
         "source.kairos_exports",
         "source.checks",
         "publish",
         "any_source_failed",
+        "backfill_digest",
     }
+    # One migration, before any source works (the mapped group is expanded over its output).
+    assert dag.get_task("migrate").upstream_task_ids == {"plan"}
+    assert dag.get_task("source.fetch").upstream_task_ids == {"migrate"}
+    # any_source_failed stays a leaf: the run's state comes from its leaves.
+    assert dag.get_task("any_source_failed").downstream_task_ids == set()
     assert dag.get_task("source.load").upstream_task_ids == {"source.fetch"}
     assert dag.get_task("publish").upstream_task_ids == {"source.checks"}
     assert dag.get_task("any_source_failed").trigger_rule == "one_failed"

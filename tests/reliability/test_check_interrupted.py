@@ -192,6 +192,7 @@ def test_a_load_whose_lock_connection_dies_is_not_recorded_succeeded(
     offers = tmp_path / "offers.xml"
     write_offers(offers, formations=10, seed=5, lheo_version="2.3")
     args = ["load", str(offers), "--source", "sigma-occitanie", "--db", postgres_url]
+    assert run_cli("migrate", "--db", postgres_url).returncode == 0
     # The pause: the load's own ledger line, inside its transaction.
     result = _interrupted_at(args, postgres_url, tmp_path, "UPDATE run_ledger SET status", "idle")
     line = _error_line(result)

@@ -168,6 +168,12 @@ BASE_CSV = {
 def test_exports_ingestion_loads_or_refuses_cleanly(
     sqlite_url: str, tmp_path: Path, kind: str
 ) -> None:
+    from pipelines.db import get_engine, migrate
+
+    engine = get_engine(sqlite_url)
+    migrate(engine)  # the DAG's migrate task, before any ingestion
+    engine.dispose()
+
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(mutated(BASE_CSV[kind], CSV_SNIPPETS))
     def check(content: bytes) -> None:
