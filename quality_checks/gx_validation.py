@@ -95,6 +95,11 @@ def _gx() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
 
+    # Some GX modules set their logger to INFO when imported, which bypasses the level of
+    # "great_expectations" (WARNING in the Airflow steps): let them inherit it instead.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger):
+            logger.setLevel(logging.NOTSET)
     return gx
 
 
