@@ -138,7 +138,10 @@ DbOption = Annotated[
     ),
 ]
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="sources file (default config/sources.yaml)")
+    Path | None,
+    typer.Option(
+        "--config", help="sources file (default: KAIROS_SOURCES_CONFIG, else config/sources.yaml)"
+    ),
 ]
 
 export_app = typer.Typer(help="Export tables for KAIROS and the Region.", no_args_is_help=True)

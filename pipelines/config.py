@@ -23,6 +23,7 @@ programmes/markets)".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,16 @@ class SourcesConfig:
             ) from None
 
 
+def default_config_path() -> Path:
+    """The sources file every entry point reads when none is given: KAIROS_SOURCES_CONFIG,
+    else config/sources.yaml (the CLI and the DAGs must never read different files)."""
+    value = os.environ.get("KAIROS_SOURCES_CONFIG")
+    return Path(value) if value else DEFAULT_CONFIG_PATH
+
+
 def load_config(path: Path | str | None = None) -> SourcesConfig:
-    """Parse and validate a sources file (default: config/sources.yaml)."""
-    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    """Parse and validate a sources file (default: `default_config_path()`)."""
+    file = Path(path) if path is not None else default_config_path()
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:

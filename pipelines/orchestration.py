@@ -50,7 +50,6 @@ SESSIONS_ASSET_URI = "kairos://sessions"
 SESSIONS_ASSET_NAME = "kairos_sessions"
 SYNC_DAG_ID = "kairos_offer_sync"
 REPORT_DAG_ID = "kairos_region_report"
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "sources.yaml"
 TIMEZONE = "Europe/Paris"
 
 
@@ -59,8 +58,9 @@ class PlanError(ValueError):
 
 
 def config_path() -> Path:
-    value = os.environ.get("KAIROS_SOURCES_CONFIG")
-    return Path(value) if value else DEFAULT_CONFIG
+    from pipelines.config import default_config_path
+
+    return default_config_path()
 
 
 def configured_source_names(path: Path | None = None) -> list[str]:

@@ -169,3 +169,23 @@ def test_config_errors_name_file_and_key(
 def test_unquoted_14_digit_siret_is_accepted() -> None:
     document = {"sources": {"x": {"guichet_unique": [{"mandataire_siret": 31415926530000}]}}}
     assert parse_config(document).source("x").guichet_unique[0].value == "31415926530000"
+
+
+def test_cli_and_dag_read_the_same_sources_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KAIROS_SOURCES_CONFIG is the default of every entry point, not of the DAG alone."""
+    from pipelines.orchestration import config_path
+
+    other = tmp_path / "sources.yaml"
+    other.write_text("sources:\n  only-here:\n    lheo_version: '2.3'\n")
+    monkeypatch.setenv("KAIROS_SOURCES_CONFIG", str(other))
+    assert config_path() == other
+    assert sorted(load_config().sources) == ["only-here"]
+    offers = tmp_path / "offers.xml"
+    write_offers(offers, formations=1, seed=3, lheo_version="2.3")
+    db = f"sqlite:///{tmp_path / 'k.sqlite'}"
+    assert runner.invoke(app, ["migrate", "--db", db]).exit_code == 0
+    result = runner.invoke(app, ["load", str(offers), "--source", "smf-normandie", "--db", db])
+    assert result.exit_code == 2
+    assert "only-here" in result.stderr  # the configured sources named are those of the env's file
