@@ -152,7 +152,8 @@ def kairos_offer_sync() -> None:
         # The UI names each mapped instance after its source (set at run time below).
         @task(map_index_template="{{ source_name }}")
         def fetch(job: dict[str, Any]) -> dict[str, Any]:
-            from pipelines.orchestration import fetch_step, http_headers, sftp_credentials
+            from pipelines.airflow_connections import http_headers
+            from pipelines.orchestration import fetch_step, sftp_credentials
 
             _name_map_index(job)
             headers = http_headers(job.get("http_conn_id"))

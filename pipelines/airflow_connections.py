@@ -68,3 +68,23 @@ def sftp_credentials_from_connection(conn_id: str) -> SftpCredentials:
         host_key=host_key,
         timeout=timeout,
     )
+
+
+def http_headers(conn_id: str | None) -> dict[str, str] | None:
+    """Basic-auth headers from an Airflow connection (login/password), when one is named.
+
+    Credentials stay in Airflow's secrets (or ``AIRFLOW_CONN_<ID>`` environment variables),
+    never in config/sources.yaml.
+    """
+    if not conn_id:
+        return None
+    import base64
+
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    headers: dict[str, str] = {}
+    if connection.login:
+        token = f"{connection.login}:{connection.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+    return headers

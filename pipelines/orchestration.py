@@ -274,26 +274,6 @@ def snapshot_param_description() -> str:
 # --------------------------------------------------------------------------- per-source steps
 
 
-def http_headers(conn_id: str | None) -> dict[str, str] | None:
-    """Basic-auth headers from an Airflow connection (login/password), when one is named.
-
-    Only this function knows Airflow connections: credentials stay in Airflow's secrets
-    (or ``AIRFLOW_CONN_<ID>`` environment variables), never in config/sources.yaml.
-    """
-    if not conn_id:
-        return None
-    import base64
-
-    from airflow.sdk import BaseHook
-
-    connection = BaseHook.get_connection(conn_id)
-    headers: dict[str, str] = {}
-    if connection.login:
-        token = f"{connection.login}:{connection.password or ''}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
-    return headers
-
-
 def sftp_credentials(job_data: Mapping[str, Any]) -> SftpCredentials | None:
     """The SFTP credentials of an ``sftp://`` source, from its Airflow connection
     (``snapshot.conn_id``); None for any other location."""

@@ -513,11 +513,14 @@ def test_credentials_from_an_airflow_connection(tmp_path: Path) -> None:
             }
         ),
         "AIRFLOW_CONN_NO_KEY": json.dumps({"conn_type": "sftp", "login": USER, "password": "x"}),
+        "AIRFLOW_CONN_CARIF_HTTP": json.dumps({"conn_type": "http", "login": "u", "password": "p"}),
     }
     script = """
 import json
-from pipelines.airflow_connections import sftp_credentials_from_connection
+from pipelines.airflow_connections import http_headers, sftp_credentials_from_connection
 from pipelines.fetch import FetchError
+
+print(json.dumps({"http": http_headers("carif_http"), "none": http_headers(None)}))
 
 c = sftp_credentials_from_connection("carif_smf_sftp")
 print(json.dumps({"username": c.username, "password": c.password, "key_file": c.key_file,
@@ -537,7 +540,9 @@ except FetchError as exc:
         check=True,
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    got, refused = lines
+    http, got, refused = lines
+    # The same module reads the HTTP sources' connections: basic auth of login:password.
+    assert http == {"http": {"Authorization": "Basic dTpw"}, "none": None}
     assert got["username"] == USER and got["password"] == PASSWORD
     assert got["key_file"] == "/keys/id_ed25519"
     assert got["host_key"] == scan_line and got["timeout"] == 7.5
