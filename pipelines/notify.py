@@ -12,8 +12,9 @@ line of its error, the run's address in the Airflow UI and the time in Europe/Pa
   instead (`notify_run_failure` spools them), and the backfill's last run sends one digest
   (`send_backfill_digest`, the sync DAG's last task).
 
-The SMTP settings are the report's (quality_checks/mail.py: ``KAIROS_SMTP_*`` environment
-variables, else the Airflow connection ``smtp_default``), so there is one mail setup. The
+The SMTP settings and client are the report's (quality_checks/mail.py: ``KAIROS_SMTP_*``
+environment variables, else the Airflow connection ``smtp_default``), so there is one mail
+setup and one SMTP client. The
 recipients are ``KAIROS_ALERT_TO`` (comma-separated); unset = the notice is logged only.
 A notice that cannot be sent is logged, never raised: a callback error would hide the
 original failure.
@@ -27,7 +28,6 @@ import logging
 import os
 import re
 import smtplib
-import ssl
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
@@ -297,24 +297,19 @@ def _send(
 
             settings = resolve_settings()
         send_mail(settings, to, subject, body)
-    except (OSError, smtplib.SMTPException, RuntimeError) as exc:  # MailError: no settings
+    except (OSError, smtplib.SMTPException, RuntimeError) as exc:  # MailError: SMTP, settings
         log.error("could not send the failure notice to %s: %s", ", ".join(to), exc)
         return False
     return True
 
 
 def send_mail(settings: SmtpSettings, recipients: Sequence[str], subject: str, body: str) -> None:
-    """A plain-text message through the report's SMTP relay (same STARTTLS/auth rules)."""
+    """A plain-text message through the report's SMTP client (quality_checks.mail)."""
+    from quality_checks.mail import deliver
+
     message = EmailMessage()
     message["From"] = settings.sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = subject
     message.set_content(body)
-    with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout) as smtp:
-        smtp.ehlo()
-        if settings.starttls:
-            smtp.starttls(context=ssl.create_default_context(cafile=settings.cafile))
-            smtp.ehlo()
-        if settings.user:
-            smtp.login(settings.user, settings.password or "")
-        smtp.send_message(message, from_addr=settings.sender, to_addrs=list(recipients))
+    deliver(settings, message, tuple(recipients))

@@ -285,10 +285,12 @@ def _refuse_repeat(report: VerifiedReport) -> None:
         )
 
 
-def _deliver(
+def deliver(
     settings: SmtpSettings, message: EmailMessage, to: tuple[str, ...]
 ) -> dict[str, tuple[int, bytes]]:
-    """Send; returns the refused recipients. Once the server has accepted the message it
+    """Send through the relay of `settings` (STARTTLS, login); returns the refused
+    recipients. The one SMTP client of the project: the report and the failure notices
+    (pipelines/notify.py) both go through it. Once the server has accepted the message it
     is sent: an error while saying goodbye (QUIT) changes nothing."""
     try:
         smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
@@ -358,7 +360,7 @@ def send_report(
         ) from exc
     log.info("sending report %s to %d recipient(s) via %s", directory, len(to), settings.describe())
     try:
-        refused = _deliver(settings, message, to)
+        refused = deliver(settings, message, to)
     except SmtpError:
         intent.unlink(missing_ok=True)  # not sent: nothing pending
         raise
