@@ -45,6 +45,17 @@ from typing import IO, TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pipelines.db import PROJECT_ROOT
+from pipelines.fetch_errors import (
+    SIDECAR_SUFFIX,
+    ChecksumMismatchError,
+    FetchError,
+    LandingZoneError,
+    PathOutsideAllowedFolderError,
+    SnapshotNotArchivedError,
+    _landing_error,
+    _safe_name,
+    _TransientError,
+)
 
 if TYPE_CHECKING:
     from pipelines.sftp_source import SftpCredentials
@@ -55,7 +66,6 @@ PARIS = ZoneInfo("Europe/Paris")
 DEFAULT_LANDING_ZONE = PROJECT_ROOT / "var" / "landing"
 DEFAULT_SNAPSHOT_PATTERN = "*.xml*"
 DEFAULT_EXPORTS_SUBDIR = "kairos"
-SIDECAR_SUFFIX = ".sha256"
 _CHUNK = 1 << 20
 _T = TypeVar("_T")
 
@@ -74,40 +84,6 @@ EXPORT_KIND_PREFIXES: tuple[tuple[str, ExportKind], ...] = (
     ("modalites", "modalities"),
     ("modalities", "modalities"),
 )
-
-
-class FetchError(Exception):
-    """A snapshot could not be fetched or reused; the message names the source."""
-
-
-class SnapshotNotArchivedError(FetchError):
-    """A past date has no archived snapshot (and today's file must not stand in for it)."""
-
-
-class PathOutsideAllowedFolderError(FetchError, ValueError):
-    """A path given by a person escapes the folder it must stay in."""
-
-
-class ChecksumMismatchError(FetchError):
-    """An archived file no longer matches its sha256 sidecar."""
-
-
-class LandingZoneError(FetchError):
-    """The landing zone cannot be written (permission denied, disk full, read-only).
-
-    Not retried: waiting does not free a disk. Nothing half-written is left behind (the
-    copy goes to a staging folder that is removed, the sidecar comes last)."""
-
-
-def _landing_error(what: str, target: Path, exc: OSError) -> LandingZoneError:
-    return LandingZoneError(
-        f"{what}: cannot write {target} in the landing zone: {exc.strerror or exc}"
-        f" (errno {exc.errno}); nothing was archived"
-    )
-
-
-class _TransientError(Exception):
-    """A failure worth retrying (network hiccup, 5xx, timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,12 +448,6 @@ def _fetch_action(
         raise FetchError(f"source {source}: location {local} does not exist (not mounted?)")
     picked = _pick_local_file(local, pattern, source) if local.is_dir() else local
     return _safe_name(picked.name, source), lambda target: _local_get(picked, target)
-
-
-def _safe_name(name: str, source: str) -> str:
-    if not name or name in (".", "..") or name.endswith(SIDECAR_SUFFIX):
-        raise FetchError(f"source {source}: cannot derive a file name from the location")
-    return name
 
 
 def snapshot_from_param(value: str, *, source: str, landing_zone: Path) -> FetchedSnapshot:

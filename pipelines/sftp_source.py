@@ -27,7 +27,13 @@ from pathlib import Path
 
 import paramiko
 
-from pipelines.fetch import SIDECAR_SUFFIX, FetchError, _landing_error, _safe_name, _TransientError
+from pipelines.fetch_errors import (
+    SIDECAR_SUFFIX,
+    FetchError,
+    _landing_error,
+    _safe_name,
+    _TransientError,
+)
 
 DEFAULT_PORT = 22
 DEFAULT_TIMEOUT = 120.0
