@@ -127,7 +127,7 @@ def demo(
     typer.echo(run_demo(workdir, db_url=db).summary())
 
 
-# --- issue 3: load, migrate, export (pipelines/load.py, pipelines/export_sessions.py) ---
+# --- load, migrate, export (pipelines/load.py, pipelines/export_sessions.py) ---
 
 DbOption = Annotated[
     str | None,
@@ -321,7 +321,7 @@ def export_sessions_command(
     typer.echo(f"{output}: {count} sessions", err=True)
 
 
-# --- issue 4: KAIROS / France Travail exports (pipelines/kairos_exports/) ---
+# --- KAIROS / France Travail exports (pipelines/kairos_exports/) ---
 
 
 class KairosExportKind(StrEnum):
@@ -384,7 +384,7 @@ def export_enrolments_command(
         typer.echo(export_enrolments(db, "json"))
 
 
-# --- issue 5: quality checks and the Region's report (quality_checks/) ---
+# --- quality checks and the Region's report (quality_checks/) ---
 
 
 def _as_of(value: str) -> datetime.date:

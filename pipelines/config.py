@@ -1,6 +1,6 @@
 """Per-source configuration: `config/sources.yaml` (the file `kairos-sync … --config` reads).
 
-Contract (issue 3)::
+Contract::
 
     sources:
       <source name>:
@@ -221,7 +221,7 @@ def _parse_matchers(raw: object, key: str, file: Path | str) -> tuple[GuichetUni
 
 
 def report_recipients(config: SourcesConfig, source: str | None = None) -> tuple[str, ...]:
-    """E-mail recipients of the Region's quality report (issue 5), from each source's
+    """E-mail recipients of the Region's quality report (docs/report.md), from each source's
     `report: {recipients: [...]}` key: that source's, or every source's when `source` is None
     (deduplicated, file order). Validated here so that a typo fails before any sending."""
     names = [source] if source is not None else list(config.sources)

@@ -1,6 +1,6 @@
 """Load one LHEO snapshot of a source into the KAIROS model: read → validate → map → load.
 
-Guarantees (issue 3; docs/data-model.md):
+Guarantees (docs/data-model.md):
 
 * **One transaction per snapshot.** Staging, upserts, closings, history and the final
   ledger counts commit together; after any failure (a truncated file raising DocumentError

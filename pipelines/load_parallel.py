@@ -1,4 +1,4 @@
-"""Staging rows, and the parallel read → validate → extract → map of a snapshot (issue 7).
+"""Staging rows, and the parallel read → validate → extract → map of a snapshot.
 
 `stage_mapped` turns one mapped formation into staging rows; the sequential stager of
 pipelines/load.py and the parallel workers below share it, so both stage the same rows.

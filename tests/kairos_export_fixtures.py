@@ -1,4 +1,4 @@
-"""Synthetic KAIROS / France Travail exports for the tests of issue 4.
+"""Synthetic KAIROS / France Travail exports for the tests of their ingestion.
 
 Everything here is invented but shaped like the real thing, including the personal data
 (names with accents, e-mails, phones, job-seeker numbers): the privacy test scans the

@@ -1,4 +1,4 @@
-"""Skipping unchanged formations (transforms/formation_digest.py, issue 7 "1 % changed").
+"""Skipping unchanged formations (transforms/formation_digest.py).
 
 The loader may skip a formation only where reading it again would change nothing: a load
 that skips must leave exactly the database (rows, versions, closings, quarantine, ledger

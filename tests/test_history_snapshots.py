@@ -1,4 +1,4 @@
-"""History without a second copy of every row (migration 0007, issue 7).
+"""History without a second copy of every row (migration 0007).
 
 The current version of a session or slot has no snapshot of its own: the row is its
 content. A trigger copies the old row into the current version just before an UPDATE

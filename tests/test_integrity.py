@@ -1,4 +1,4 @@
-"""Integrity without a check per inserted row (migration 0008, issue 7).
+"""Integrity without a check per inserted row (migration 0008).
 
 On PostgreSQL the loaded tables' run ids, the slots' key to their session and the version
 tables' keys to their rows lost their foreign keys (the first load's largest database

@@ -1,4 +1,4 @@
-"""Ingesting KAIROS / France Travail exports (issue 4), on SQLite and PostgreSQL.
+"""Ingesting KAIROS / France Travail exports, on SQLite and PostgreSQL.
 
 Fixtures: tests/kairos_export_fixtures.py (synthetic, with fake personal data so the
 privacy test below means something).

@@ -178,7 +178,7 @@ def test_a_cell_over_the_field_limit_is_one_bad_line(
 
 
 def test_an_unclosed_quote_is_one_bad_line_and_the_next_lines_are_read(tmp_path: Path) -> None:
-    """The issue's case: 6 data lines, the third opens a quote that never closes (today:
+    """The reported case: 6 data lines, the third opens a quote that never closes (today:
     1 line read, nothing said)."""
     path = write(tmp_path / "plans.csv", plans(dc_lblformation="Comptable"))
     data = path.read_bytes().split(b"\r\n")

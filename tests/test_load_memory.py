@@ -1,4 +1,4 @@
-"""The full load streams: peak memory does not grow with the file (issue 7's flat-RSS check).
+"""The full load streams: peak memory does not grow with the file (docs/performance.md).
 
 Same method as tests/test_reader_memory.py, on the whole load path (read, validate, map,
 stage, set-based SQL) with the parallel workers: each load runs in a fresh interpreter on a

@@ -1,4 +1,4 @@
-"""The parallel load (pipelines/load_parallel.py) and the reload fast path (issue 7).
+"""The parallel load (pipelines/load_parallel.py) and the reload fast path.
 
 The parallel path must give exactly the database the sequential one gives (same rows, same
 quarantine, same ledger counts), roll everything back on a DocumentError in the middle, and

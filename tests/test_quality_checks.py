@@ -691,7 +691,7 @@ def _many_cases(data: QualityData) -> None:
 def test_rules_on_several_connections_store_what_one_connection_stores(
     postgres_url: str,
 ) -> None:
-    """PostgreSQL runs the rules on several connections at once (issue 7); the flags, counts
+    """PostgreSQL runs the rules on several connections at once; the flags, counts
     and headline figures must be exactly those of a run on one connection."""
     data = QualityData(postgres_url)
     try:

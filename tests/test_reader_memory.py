@@ -1,4 +1,4 @@
-"""The reader streams: peak memory does not grow with the file (issue 7's flat-RSS check).
+"""The reader streams: peak memory does not grow with the file (docs/performance.md).
 
 Each read runs in a fresh interpreter so its peak RSS is its own; a file 10× larger must
 stay within a fixed margin of the smaller one's peak.

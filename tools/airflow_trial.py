@@ -135,7 +135,9 @@ def banner(home: Path, port: int, mail_log: Path) -> None:
         f"  AIRFLOW_HOME:    {home}\n"
         f"  e-mails:         {mail_log} (loopback mail sink)\n"
         "  DAGs:            kairos_offer_sync (02:00 Europe/Paris), kairos_region_report\n"
-        "                   (on the kairos://sessions asset); both start paused: unpause them.\n",
+        "                   (on the kairos://sessions asset); both start paused: unpause them.\n"
+        "                   Unpausing the sync starts tonight's run at once when 02:00 Paris\n"
+        "                   has passed (Airflow's catch-up of the latest night; harmless).\n",
         flush=True,
     )
 

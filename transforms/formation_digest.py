@@ -1,6 +1,6 @@
 """Per-formation digests: skip the formations a load has already seen, byte for byte.
 
-A changed snapshot is mostly unchanged formations (issue 7: "1 % changed"). Parsing is
+A changed snapshot is mostly unchanged formations (the benchmark's "1 % changed"). Parsing is
 cheap (libxml2); validating, extracting and mapping a formation costs several times more.
 Each valid formation loaded is remembered as a 64-bit digest of its serialised element
 (`etree.tostring`, in C, then BLAKE2b); the next load of the source computes the digest

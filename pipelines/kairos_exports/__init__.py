@@ -1,4 +1,4 @@
-"""KAIROS and France Travail exports (issue 4): adherent accounts, training plans,
+"""KAIROS and France Travail exports: adherent accounts, training plans,
 appointment and candidature lists → `kairos_adherent`, `enrolment`, `enrolment_event`
 and KAIROS-origin `recruitment_slot` rows, with candidates pseudonymised.
 

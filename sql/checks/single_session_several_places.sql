@@ -1,8 +1,8 @@
 -- single_session_several_places (good-practice warning): an action delivered in several
--- places or by several dispensateurs but described by one LHEO session. Seed 000: "créer
--- autant de sessions que de lieux et d'OF dispensateurs"; the mapping then had to split the
--- session per dispensateur (split_reason 'co_contracting') or keep several places in one
--- KAIROS session (places_json).
+-- places or by several dispensateurs but described by one LHEO session. The Normandie deck
+-- "SMF et KAIROS": "créer autant de sessions que de lieux et d'OF dispensateurs"; the mapping
+-- then had to split the session per dispensateur (split_reason 'co_contracting') or keep
+-- several places in one KAIROS session (places_json).
 --   detail_key 'several_dispensateurs': the action's only LHEO session gave several KAIROS
 --     sessions (detail_count = how many dispensateurs);
 --   detail_key 'several_places': the KAIROS session lists more than one place of training.

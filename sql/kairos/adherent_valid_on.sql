@@ -1,4 +1,4 @@
--- KAIROS accounts (adherent conventions) of siret valid on on_date (issue 4).
+-- KAIROS accounts (adherent conventions) of siret valid on on_date (docs/kairos-exports.md).
 -- A blank convention start means "valid since always", a blank end "still running":
 -- the adherents list leaves them empty for open-ended conventions.
 -- Parameters: siret (14 digits), on_date (date).

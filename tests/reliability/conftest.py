@@ -1,4 +1,4 @@
-"""Fixtures of the reliability and security tests (issue 8); helpers in rel_helpers.py.
+"""Fixtures of the reliability and security tests; helpers in rel_helpers.py.
 
 Every test that touches a database takes `db` (migrated, tests/conftest.py): it runs once on
 SQLite and once on a fresh real PostgreSQL database.

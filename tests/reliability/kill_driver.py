@@ -1,4 +1,4 @@
-"""`kairos-sync` with a pause inside the load transaction, for the kill tests (issue 8).
+"""`kairos-sync` with a pause inside the load transaction, for the kill tests.
 
 Run as `python kill_driver.py load FILE --source … --db …` with KAIROS_PAUSE_MARKER set:
 once the run's ledger row is written and the load transaction has started touching the

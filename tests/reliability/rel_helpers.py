@@ -1,4 +1,4 @@
-"""Helpers of the reliability and security tests (issue 8): snapshots, queries, CLI.
+"""Helpers of the reliability and security tests: snapshots, queries, CLI.
 
 A module of its own (not conftest.py): several `conftest` modules exist in tests/, so
 `from conftest import …` would depend on collection order.

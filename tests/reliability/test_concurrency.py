@@ -1,4 +1,4 @@
-"""Two runs of one source at once (issue 8): a backfill holding the source while the
+"""Two runs of one source at once: a backfill holding the source while the
 nightly run starts, as two real `kairos-sync load` processes, on SQLite (file lock) and
 PostgreSQL (advisory lock). They are serialised; no row is duplicated or lost.
 """

@@ -1,4 +1,4 @@
-"""Faults during a run (issue 8): the database connection terminated mid-load, the loader
+"""Faults during a run: the database connection terminated mid-load, the loader
 process killed, the landing zone full or read-only, the SMTP server down or refusing.
 
 After each: the database holds the whole previous state (nothing of the failed run), the

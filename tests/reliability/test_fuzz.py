@@ -1,4 +1,4 @@
-"""Property tests (hypothesis, issue 8): mutated LHEO documents and KAIROS CSV exports.
+"""Property tests (hypothesis): mutated LHEO documents and KAIROS CSV exports.
 
 Whatever the bytes, the reader yields Formation / QuarantinedRecord or raises
 `DocumentError`; the loader loads or refuses with `DocumentError` / `LoadError`; the

@@ -1,4 +1,4 @@
-"""Hostile and broken LHEO documents through `kairos-sync load` (issue 8).
+"""Hostile and broken LHEO documents through `kairos-sync load` (docs/reliability.md).
 
 Each case, on SQLite and PostgreSQL, after a good snapshot is loaded: exit 2, a message
 naming the file and the problem, the database exactly as before, and a `failed` ledger
@@ -166,7 +166,7 @@ def test_hostile_documents_are_refused_whole_and_change_nothing(
 def test_mixed_lheo_versions_in_one_document_are_refused(
     loaded: tuple[str, Path, Path], tmp_path: Path
 ) -> None:
-    """Before issue 8 the foreign formation was silently skipped and its sessions closed."""
+    """Formerly the foreign formation was silently skipped and its sessions closed."""
     db, good, config = loaded
     mixed = edited(good, tmp_path / "mixed.xml", _mixed_versions)
     _refused(db, config, mixed, "mixed LHEO versions: <formation> in namespace")

@@ -1,4 +1,4 @@
-"""Hostile records and CSV files (issue 8): duplicate numeros, bad SIRETs, impossible
+"""Hostile records and CSV files: duplicate numeros, bad SIRETs, impossible
 dates, missing places; KAIROS exports with wrong columns or encoding, embedded separators
 and quotes; formula injection in every CSV the project writes; the mass-closing guard.
 Every test runs on SQLite and on PostgreSQL.

@@ -1,4 +1,4 @@
-"""Security (issue 8): secrets never in logs, ledger, outputs or the repository; only
+"""Security (docs/security.md): secrets never in logs, ledger, outputs or the repository; only
 bound parameters in SQL; paths given by people stay in their folders.
 """
 
@@ -292,7 +292,7 @@ def test_trigger_params_cannot_name_paths(tmp_path: Path, monkeypatch: pytest.Mo
     for sources in (["../../escape"], ["occ/../../escape"], [str(tmp_path / "escape")]):
         with pytest.raises(PlanError, match="unknown source"):
             plan_jobs({"sources": sources}, run_date=day, config_file=config)
-        # Before issue 8 the report step built <reports>/<as_of>/<source> from the names it
+        # Formerly the report step built <reports>/<as_of>/<source> from the names it
         # was given, so "../../x" wrote a report outside the reports folder.
         with pytest.raises(PlanError, match="unknown source"):
             report_step({"as_of": day.isoformat(), "sources": sources, "send_email": False})
@@ -301,7 +301,7 @@ def test_trigger_params_cannot_name_paths(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_unreachable_database_errors_are_one_line_without_the_password(tmp_path: Path) -> None:
     """A wrong role, a closed port, an unparseable URL: exit 1 or 2, one `error:` line, no
-    traceback (before issue 8: a SQLAlchemy traceback), never the password."""
+    traceback (formerly: a SQLAlchemy traceback), never the password."""
     offers = generated(tmp_path, formations=2)
     config = tmp_path / "sources.yaml"
     config.write_text(CONFIG_YAML, encoding="utf-8")

@@ -1,5 +1,5 @@
 """Core model: organisations, formations, actions, KAIROS sessions, recruitment slots,
-their version history, the run ledger and the quarantine (issue 3; docs/data-model.md).
+their version history, the run ledger and the quarantine (docs/data-model.md).
 
 Revision ID: 0001
 Revises:

@@ -3,7 +3,7 @@
 Revision ID: 0002
 Revises: 0001
 
-Tables of issue 4 (docs/kairos-exports.md). They reference the core model of 0001
+These tables (docs/kairos-exports.md) reference the core model of 0001
 (`run_ledger`, `kairos_session`, `recruitment_slot`) and store no personal data: candidates
 are keyed pseudonyms, account managers' names and contacts are not kept.
 """

@@ -1,4 +1,4 @@
-"""Quality checks: check runs and their flagged rows (issue 5; docs/quality-checks.md).
+"""Quality checks: check runs and their flagged rows (docs/quality-checks.md).
 
 Revision ID: 0003
 Revises: 0002

@@ -1,6 +1,6 @@
 """Quality flags: the message is rendered when read, not stored per flag.
 
-Check runs store their flags set-based (`INSERT … SELECT` per rule, issue 7): a French
+Check runs store their flags set-based (`INSERT … SELECT` per rule, docs/performance.md): a French
 sentence per flag would be formatted in Python for every row (936 k rows at national scale)
 and repeat the rule's text in each. New runs leave `message` NULL; readers render it from
 rules.yaml and the row's detail columns (`quality_checks.rules.render_message`). Rows of

@@ -1,4 +1,4 @@
-"""Formation digests: what each source's loads have already seen, byte for byte (issue 7).
+"""Formation digests: what each source's loads have already seen, byte for byte.
 
 `formation_digest` holds one row per valid formation of the source's current snapshot
 (numero, the 64-bit digest of its serialised element, transforms/formation_digest.py, and

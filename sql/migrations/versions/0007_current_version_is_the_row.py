@@ -3,7 +3,7 @@
 Until now every version row carried a JSON snapshot of its row, the current one included: a
 first load of the national offer wrote each of its 3.4 M rows twice (the row, then the same
 content as JSON, 2.3 KB per session), and the version tables outgrew the data (3.7 GB against
-2.7 GB at 1 M sessions, issue 7). Now:
+2.7 GB at 1 M sessions, docs/performance.md). Now:
 
 * a new version has `snapshot` NULL while it is current: the row holds its content;
 * before any UPDATE changes a row of `kairos_session` or `recruitment_slot`, a trigger

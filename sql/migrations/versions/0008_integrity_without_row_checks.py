@@ -1,4 +1,4 @@
-"""Integrity of the loaded tables without a check per inserted row (issue 7).
+"""Integrity of the loaded tables without a check per inserted row.
 
 A national first load inserts 3.4 M rows (sessions, slots and one version each). On the
 benchmark's database (docs/performance.md, "Fourth pass"), the foreign keys to `run_ledger`,
