@@ -16,7 +16,6 @@ bound values. `KAIROS_TRACEBACK=1` re-raises instead, for a developer chasing a 
 from __future__ import annotations
 
 import errno
-import os
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -67,7 +66,9 @@ class CommandGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # exits, usage errors (exit 2): typer prints them itself
         except Exception as exc:
-            if os.environ.get("KAIROS_TRACEBACK") == "1":
+            from core import settings
+
+            if settings.get("KAIROS_TRACEBACK") == "1":
                 raise
             failure = classify(exc, ctx.meta.get(DB_URL_KEY))
             raise fail(failure.message, failure.code) from None

@@ -23,7 +23,6 @@ programmes/markets)".
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 import yaml
 
+from core import settings as core_settings
 from pipelines.db import PROJECT_ROOT
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "sources.yaml"
@@ -89,8 +89,7 @@ class SourcesConfig:
 def default_config_path() -> Path:
     """The sources file every entry point reads when none is given: KAIROS_SOURCES_CONFIG,
     else config/sources.yaml (the CLI and the DAGs must never read different files)."""
-    value = os.environ.get("KAIROS_SOURCES_CONFIG")
-    return Path(value) if value else DEFAULT_CONFIG_PATH
+    return core_settings.path("KAIROS_SOURCES_CONFIG", DEFAULT_CONFIG_PATH)
 
 
 def load_config(path: Path | str | None = None) -> SourcesConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -18,16 +17,17 @@ from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, even
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core import settings
+from core.settings import PROJECT_ROOT
 from pipelines.copy_format import copy_text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "kairos.sqlite"
 
 
 def default_database_url() -> str:
     """KAIROS_DATABASE_URL if set, else the embedded SQLite file."""
-    url = os.environ.get("KAIROS_DATABASE_URL")
+    url = settings.get("KAIROS_DATABASE_URL")
     if url:
         return url
     DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ class DatabaseUrlError(ValueError):
 
 def _given_or_default(url: str | None) -> str:
     """What get_engine would connect to, without creating var/ as a side effect."""
-    return url or os.environ.get("KAIROS_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    return url or settings.get("KAIROS_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
 def describe_database(url: str | None = None) -> str:

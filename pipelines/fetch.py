@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from core import settings
 from pipelines.db import PROJECT_ROOT
 from pipelines.fetch_errors import (
     SIDECAR_SUFFIX,
@@ -123,8 +124,7 @@ class RetryPolicy:
 
 def landing_zone_from_env() -> Path:
     """KAIROS_LANDING_ZONE if set, else var/landing in the project."""
-    value = os.environ.get("KAIROS_LANDING_ZONE")
-    return Path(value) if value else DEFAULT_LANDING_ZONE
+    return settings.path("KAIROS_LANDING_ZONE", DEFAULT_LANDING_ZONE)
 
 
 def ensure_inside(path: str | os.PathLike[str], root: str | os.PathLike[str], *, what: str) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
+from core import settings
 from pipelines.config import SourceConfig
 from pipelines.history import db_timestamp
 from pipelines.load_steps import RUN_KIND, LedgerEntry
@@ -35,7 +36,7 @@ _NOT_LOADER_CODE = frozenset({"generator.py"})
 
 def worker_count(file: Path, workers: int | None) -> int:
     if workers is None:
-        configured = os.environ.get("KAIROS_LOAD_WORKERS")
+        configured = settings.get("KAIROS_LOAD_WORKERS")
         if configured:
             workers = int(configured)
         else:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from core import settings
 from pipelines.db import named_statements, read_sql
 from pipelines.load_staging import (
     ACTION_COLUMNS,
@@ -247,7 +247,7 @@ def bulk_settings(conn: Connection) -> None:
     safe (KAIROS_LOAD_WORK_MEM; SET LOCAL, so it ends with the transaction)."""
     if conn.dialect.name != "postgresql":
         return
-    budget = os.environ.get("KAIROS_LOAD_WORK_MEM", LOAD_WORK_MEM)
+    budget = settings.get("KAIROS_LOAD_WORK_MEM", LOAD_WORK_MEM)
     for setting in ("work_mem", "maintenance_work_mem"):
         conn.execute(
             text("SELECT set_config(:name, :value, true)"), {"name": setting, "value": budget}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import re
 import smtplib
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from core import settings
 from pipelines.db import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -46,13 +46,12 @@ DIGEST_NAME = "backfill-digest.jsonl"
 
 
 def alert_recipients(env: Mapping[str, str] | None = None) -> list[str]:
-    env = os.environ if env is None else env
+    env = settings.environment() if env is None else env
     return [a.strip() for a in env.get("KAIROS_ALERT_TO", "").split(",") if a.strip()]
 
 
 def alerts_dir() -> Path:
-    value = os.environ.get("KAIROS_ALERTS_DIR")
-    return Path(value) if value else PROJECT_ROOT / "var" / "alerts"
+    return settings.path("KAIROS_ALERTS_DIR", PROJECT_ROOT / "var" / "alerts")
 
 
 def _safe(part: str) -> str:
@@ -66,7 +65,7 @@ def _run_folder(dag_id: str, run_id: str, root: Path | None = None) -> Path:
 
 def airflow_base_url() -> str | None:
     """The UI's address (``[api] base_url``), for links; None when not configured."""
-    value = os.environ.get("AIRFLOW__API__BASE_URL")
+    value = settings.get("AIRFLOW__API__BASE_URL")
     if not value:
         try:
             from airflow.configuration import conf

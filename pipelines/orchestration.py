@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import settings
 from pipelines.db import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ _EXPORT_ORDER = {"adherents": 0, "modalities": 1, "training-plans": 2, "appointm
 def quiet_great_expectations() -> None:
     """Great Expectations logs every step at INFO (hundreds of lines a run): keep it at
     WARNING in task logs unless KAIROS_GX_LOG_LEVEL asks for more."""
-    level = os.environ.get("KAIROS_GX_LOG_LEVEL", "WARNING").upper()
+    level = (settings.get("KAIROS_GX_LOG_LEVEL") or "WARNING").upper()
     logging.getLogger("great_expectations").setLevel(level)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core import settings
 from pipelines.db import PROJECT_ROOT
 from pipelines.orchestration import (
     PlanError,
@@ -61,14 +61,13 @@ def report_request(
 
 
 def reports_dir() -> Path:
-    value = os.environ.get("KAIROS_REPORTS_DIR")
-    return Path(value) if value else PROJECT_ROOT / "var" / "reports"
+    return settings.path("KAIROS_REPORTS_DIR", PROJECT_ROOT / "var" / "reports")
 
 
 def report_link(as_of: str, source: str, file_name: str) -> str | None:
     """The report's address for people: `KAIROS_REPORTS_BASE_URL` (a web server over the
     reports folder) + `<as_of>/<source>/<file>`; None when no base URL is configured."""
-    base = os.environ.get("KAIROS_REPORTS_BASE_URL", "").strip()
+    base = (settings.get("KAIROS_REPORTS_BASE_URL") or "").strip()
     return f"{base.rstrip('/')}/{as_of}/{source}/{file_name}" if base else None
 
 

@@ -33,7 +33,6 @@ import datetime as dt
 import importlib
 import json
 import logging
-import os
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+from core import settings
 from pipelines.config import SourcesConfig, load_config, report_recipients
 from quality_checks.publish import file_digest, write_atomic
 from quality_checks.report import MANIFEST_NAME, SENDING_NAME, SENT_NAME
@@ -96,7 +96,7 @@ class SmtpSettings:
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> SmtpSettings | None:
-    env = dict(os.environ if env is None else env)
+    env = dict(settings.environment() if env is None else env)
     host = env.get("KAIROS_SMTP_HOST", "").strip()
     if not host:
         return None

@@ -9,7 +9,6 @@ date arithmetic is done here, in Python, so the very same text runs on PostgreSQ
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import yaml
 
+from core import settings
 from pipelines.db import SQL_DIR, read_sql, splice_fragments, strip_comments
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
@@ -155,7 +155,7 @@ class CheckSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CheckSettings:
-        env = os.environ if env is None else env
+        env = settings.environment() if env is None else env
         values: dict[str, int] = {}
         for name, variable in (
             ("kairos_max_age_days", "KAIROS_MODALITIES_MAX_AGE_DAYS"),

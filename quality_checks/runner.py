@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from core import settings
 from pipelines.db import get_engine, read_query, require_current_schema
 from pipelines.history import (
     RunLock,
@@ -292,7 +293,7 @@ def _connection_count(engine: Engine, connections: int | None) -> int:
     if engine.dialect.name != "postgresql":
         return 1
     if connections is None:
-        configured = os.environ.get("KAIROS_CHECK_CONNECTIONS")
+        configured = settings.get("KAIROS_CHECK_CONNECTIONS")
         connections = int(configured) if configured else min(os.cpu_count() or 1, 4)
     return max(1, connections)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hmac
 import importlib.util
-import os
+
+from core import settings
 
 ENV_VAR = "KAIROS_PSEUDONYM_KEY"
 AIRFLOW_CONN_ID = "kairos_pseudonym"
@@ -52,7 +53,7 @@ def load_key(explicit: bytes | None = None) -> bytes:
         key = explicit
         origin = "the pseudonym_key argument"
     else:
-        value = os.environ.get(ENV_VAR)
+        value = settings.get(ENV_VAR)
         origin = f"${ENV_VAR}"
         if not value:
             value = _airflow_connection_password()

@@ -1,0 +1,1 @@
+"""The base every stage stands on: it imports nothing else of the project."""
