@@ -156,8 +156,8 @@ class ExportFormat(StrEnum):
 @app.command()
 def migrate(db: DbOption = None) -> None:
     """Create or upgrade the database schema (Alembic, idempotent)."""
-    from pipelines.db import get_engine, schema_revision
-    from pipelines.db import migrate as run_migrations
+    from core.db import get_engine, schema_revision
+    from core.db import migrate as run_migrations
 
     engine = get_engine(db)
     try:
@@ -217,8 +217,8 @@ def archive(
 def integrity(db: DbOption = None) -> None:
     """Count the rows whose run id or version key names a row that does not exist (the
     references checked set-wise, not per row: migration 0008). Exit 6 if any."""
-    from pipelines.db import get_engine
-    from pipelines.integrity import orphan_references
+    from core.db import get_engine
+    from core.integrity import orphan_references
 
     engine = get_engine(db)
     try:
@@ -261,7 +261,7 @@ def load(
     Exit 2 when the document is refused whole, the snapshot is refused (mass closing) or
     another run of the source holds the lock; the ledger row says why.
     """
-    from pipelines.db import get_engine, require_current_schema
+    from core.db import get_engine, require_current_schema
     from pipelines.load import load_snapshot
 
     engine = get_engine(db)
@@ -398,7 +398,7 @@ def _configured(source: str | None, config: Path | None) -> None:
     """Refuse a --source that the sources file does not configure, as `load` does (a
     ConfigError naming the file and the configured sources), before anything is stored."""
     if source is not None:
-        from pipelines.config import load_config
+        from core.config import load_config
 
         load_config(config).source(source)
 

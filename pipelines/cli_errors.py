@@ -85,9 +85,9 @@ def classify(exc: Exception, db_url: str | None) -> Failure:
     """The exit code and one-line message of an exception raised by a command."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from pipelines.config import ConfigError
-    from pipelines.db import DatabaseUrlError, SchemaNotCurrentError
-    from pipelines.history import RunLockLost, RunLockTimeout
+    from core.config import ConfigError
+    from core.db import DatabaseUrlError, SchemaNotCurrentError
+    from core.history import RunLockLost, RunLockTimeout
     from pipelines.kairos_exports import ExportFileError, PseudonymKeyError
     from pipelines.load import LoadError
     from quality_checks.mail import MailError, SentNotRecorded
@@ -140,7 +140,7 @@ def database_message(exc: Exception, db_url: str | None) -> str:
     values. The run's ledger row, when one was written, holds the rest."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    from pipelines.db import describe_database
+    from core.db import describe_database
 
     detail = type(exc).__name__
     orig = getattr(exc, "orig", None)
@@ -155,7 +155,7 @@ def database_message(exc: Exception, db_url: str | None) -> str:
 
 def _mask(message: str, db_url: str | None) -> str:
     """Whatever produced the text, the URL's password never reaches the terminal."""
-    from pipelines.db import database_password
+    from core.db import database_password
 
     password = database_password(db_url)
     return message.replace(password, "***") if password else message

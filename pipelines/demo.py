@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 from pipelines.kairos_exports import ingest_export
 from pipelines.load import LedgerEntry, load_snapshot
 from quality_checks.report import WrittenReport, build_report

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 
 from sqlalchemy import Connection, Date, bindparam, text
 
-from pipelines.db import get_engine, read_query, read_sql
+from core.db import get_engine, read_query, read_sql
 
 ExportFormat = Literal["csv", "json"]
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

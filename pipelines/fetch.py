@@ -45,7 +45,7 @@ from typing import IO, TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from core import settings
-from pipelines.db import PROJECT_ROOT
+from core.db import PROJECT_ROOT
 from pipelines.fetch_errors import (
     SIDECAR_SUFFIX,
     ChecksumMismatchError,

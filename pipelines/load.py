@@ -42,9 +42,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from pipelines.config import SourceConfig, SourcesConfig, resolve_config
-from pipelines.db import get_engine, named_statements, read_sql
-from pipelines.history import (
+from core.config import SourceConfig, SourcesConfig, resolve_config
+from core.db import get_engine, named_statements, read_sql
+from core.history import (
     RunLock,
     RunLockTimeout,
     db_timestamp,
@@ -100,7 +100,7 @@ LOCK_POLL_SECONDS = 0.2
 
 @contextmanager
 def source_lock(engine: Engine, source: str, timeout: float) -> Iterator[RunLock]:
-    """Hold the per-source run lock (pipelines.history.run_lock: a PostgreSQL session
+    """Hold the per-source run lock (core.history.run_lock: a PostgreSQL session
     advisory lock, a file lock beside a SQLite database), waiting at most `timeout` seconds.
     Yields the RunLock: the load checks it is still held before it commits."""
     try:

@@ -22,15 +22,15 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from core import settings
-from pipelines.config import SourceConfig
-from pipelines.history import db_timestamp
+from core.config import SourceConfig
+from core.history import db_timestamp
 from pipelines.load_steps import RUN_KIND, LedgerEntry
 
 PARALLEL_MIN_BYTES = 8_000_000  # below this, starting worker processes costs more than it saves
 # What decides the rows a file gives: the code of the reader, extraction, mapping and load
 # (every module of transforms/ but the offer generator, pipelines/load*.py, the history
 # helpers), the schemas and sql/load.
-_CODE_FILES = ("pipelines/history.py",)
+_CODE_FILES = ("core/history.py",)
 _NOT_LOADER_CODE = frozenset({"generator.py"})
 
 

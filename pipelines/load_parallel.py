@@ -37,8 +37,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import SourceConfig
-from pipelines.copy_format import copy_text_lines
+from core.config import SourceConfig
+from core.copy_format import copy_text_lines
 from transforms.formation_digest import DigestSet, UnchangedFormation
 from transforms.kairos_mapping import MappedFormation, map_formation
 from transforms.reader import OfferReader

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from pipelines.config import SourceConfig
-from pipelines.copy_format import copy_text
-from pipelines.db import copy_in, named_statements, read_sql
+from core.config import SourceConfig
+from core.copy_format import copy_text
+from core.db import copy_in, named_statements, read_sql
 from pipelines.load_parallel import Block, new_buffers, stage_record
 from transforms.formation_digest import UnchangedFormation
 from transforms.kairos_mapping import (

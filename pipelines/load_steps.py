@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from core import settings
-from pipelines.db import named_statements, read_sql
+from core.db import named_statements, read_sql
 from pipelines.load_staging import (
     ACTION_COLUMNS,
     FORMATION_COLUMNS,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from core import settings
-from pipelines.db import PROJECT_ROOT
+from core.db import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from quality_checks.mail import SmtpSettings

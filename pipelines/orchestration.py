@@ -9,11 +9,11 @@ the params — costs nothing and touches no database or network.
 Settings come from the environment (never from the DAG files), so the same DAGs run the
 trial, the tests and production:
 
-* ``KAIROS_DATABASE_URL``   the project database (pipelines/db.py; default var/kairos.sqlite)
+* ``KAIROS_DATABASE_URL``   the project database (core/db.py; default var/kairos.sqlite)
 * ``KAIROS_SOURCES_CONFIG`` the sources file (default config/sources.yaml)
 * ``KAIROS_LANDING_ZONE``   the landing zone (default var/landing; see pipelines/fetch.py)
 
-Source keys read here (config/sources.yaml, kept by pipelines/config.py in ``options``)::
+Source keys read here (config/sources.yaml, kept by core/config.py in ``options``)::
 
     snapshot:
       location: var/sources/smf-normandie   # folder, file, http(s):// or fsspec URL;
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import settings
-from pipelines.db import PROJECT_ROOT
+from core.db import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from pipelines.sftp_source import SftpCredentials
@@ -58,7 +58,7 @@ class PlanError(ValueError):
 
 
 def config_path() -> Path:
-    from pipelines.config import default_config_path
+    from core.config import default_config_path
 
     return default_config_path()
 
@@ -147,7 +147,7 @@ def plan_jobs(
     several sources, or a selected source without a location are refused here, before any
     source work starts.
     """
-    from pipelines.config import load_config
+    from core.config import load_config
 
     config = load_config(config_file or config_path())
     wanted = [str(s) for s in (params.get("sources") or [])]
@@ -247,7 +247,7 @@ def migrate_step(jobs: Sequence[Mapping[str, Any]], *, db_url: str | None = None
     The only step that migrates (the others check and name `kairos-sync migrate`); a dry run
     changes nothing, so it only reports the revision. Returns `jobs` unchanged, so that the
     DAG maps the sources over this task's output."""
-    from pipelines.db import get_engine, head_revision, migrate, schema_revision
+    from core.db import get_engine, head_revision, migrate, schema_revision
 
     engine = get_engine(db_url)
     try:
@@ -350,7 +350,7 @@ def load_step(fetched: Mapping[str, Any], *, db_url: str | None = None) -> dict[
 
         report = validate_offers(path, source=job.source)
         return {**fetched, "load": {"dry_run": True, "validation": report.to_dict()}}
-    from pipelines.db import get_engine, require_current_schema
+    from core.db import get_engine, require_current_schema
     from pipelines.load import load_snapshot
 
     engine = get_engine(db_url)
@@ -458,7 +458,7 @@ def run_checks(
         }
     from sqlalchemy import inspect
 
-    from pipelines.db import get_engine
+    from core.db import get_engine
     from quality_checks.rules import load_rules
     from quality_checks.runner import count_rule_flags
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import settings
-from pipelines.db import PROJECT_ROOT
+from core.db import PROJECT_ROOT
 from pipelines.orchestration import (
     PlanError,
     config_path,
@@ -80,7 +80,7 @@ def report_step(request: Mapping[str, Any], *, db_url: str | None = None) -> dic
     `kairos-sync report --send --out DIR`. Every source is attempted; failures are raised
     together at the end.
     """
-    from pipelines.config import load_config
+    from core.config import load_config
     from quality_checks.mail import SENT_NAME, send_report
     from quality_checks.report import HTML_NAME, build_report
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.db import read_query
+from core.db import read_query
 from pipelines.kairos_exports.lifecycle import Status
 from quality_checks.rules import Rule
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from core import settings
-from pipelines.config import SourcesConfig, load_config, report_recipients
+from core.config import SourcesConfig, load_config, report_recipients
 from quality_checks.publish import file_digest, write_atomic
 from quality_checks.report import MANIFEST_NAME, SENDING_NAME, SENT_NAME
 

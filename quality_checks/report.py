@@ -33,7 +33,7 @@ from typing import Any
 import jinja2
 from sqlalchemy import Connection, text
 
-from pipelines.db import get_engine, read_query
+from core.db import get_engine, read_query
 from quality_checks.publish import file_digest, staged_folder
 from quality_checks.rules import (
     FIELD_LABELS,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 
 from core import settings
-from pipelines.db import SQL_DIR, read_sql, splice_fragments, strip_comments
+from core.db import SQL_DIR, read_sql, splice_fragments, strip_comments
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 CHECKS_DIR = SQL_DIR / "checks"

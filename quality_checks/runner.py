@@ -36,8 +36,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from core import settings
-from pipelines.db import get_engine, read_query, require_current_schema
-from pipelines.history import (
+from core.db import get_engine, read_query, require_current_schema
+from core.history import (
     RunLock,
     db_timestamp,
     fail_run,

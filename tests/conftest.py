@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
@@ -103,7 +103,7 @@ def second_db(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> st
         url = f"sqlite:///{tmp_path / 'second.sqlite'}"
     else:
         url = str(request.getfixturevalue("postgres_url_2"))
-    from pipelines.db import get_engine, migrate
+    from core.db import get_engine, migrate
 
     engine = get_engine(url)
     migrate(engine)

@@ -490,7 +490,7 @@ def insert_session(
 ) -> int:
     """A minimal `kairos_session` row: the key columns, placeholders for the others, so
     the tests follow the core model's schema whatever columns it adds."""
-    from pipelines.history import start_run
+    from core.history import start_run
 
     if run_id is None:
         run_id = start_run(engine, run_kind="test-setup", source=source)

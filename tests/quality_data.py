@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from stdnum import luhn
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 
 NOW = dt.datetime(2026, 3, 16, 6, 0, tzinfo=dt.UTC)
 AS_OF = dt.date(2026, 3, 16)

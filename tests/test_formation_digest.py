@@ -28,8 +28,8 @@ from test_load_parallel import (
     scalar,
 )
 
-from pipelines.config import SourceConfig, SourcesConfig
-from pipelines.db import get_engine
+from core.config import SourceConfig, SourcesConfig
+from core.db import get_engine
 from pipelines.load import load_snapshot
 from transforms.formation_digest import DigestSet, UnchangedFormation, formation_digest
 from transforms.generator import write_offers

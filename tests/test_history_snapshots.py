@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 from test_load import CONFIG, _drop_formation, _set_etat, edited, generated, query, scalar
 
-from pipelines.db import SQL_DIR, get_engine, migrate
-from pipelines.history import (
+from core.db import SQL_DIR, get_engine, migrate
+from core.history import (
     _NOT_IN_SNAPSHOT,
     VERSIONING,
     changes_in_last_run,

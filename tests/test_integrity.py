@@ -21,9 +21,9 @@ from test_history_snapshots import downgrade
 from test_load import CONFIG, _drop_formation, _set_etat, edited, generated, scalar
 from typer.testing import CliRunner
 
+from core.db import get_engine, migrate
+from core.integrity import UNCHECKED_REFERENCES, orphan_references
 from pipelines.cli import app
-from pipelines.db import get_engine, migrate
-from pipelines.integrity import UNCHECKED_REFERENCES, orphan_references
 from pipelines.load import load_snapshot
 from quality_checks.runner import run_checks
 

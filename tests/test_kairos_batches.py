@@ -29,7 +29,7 @@ from kairos_export_fixtures import (
     write_export,
 )
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 from pipelines.kairos_exports import ingest_export
 
 P = PEOPLE

@@ -38,9 +38,9 @@ from kairos_export_fixtures import (
 )
 from typer.testing import CliRunner
 
+from core.db import get_engine, migrate
+from core.history import start_run
 from pipelines.cli import app
-from pipelines.db import get_engine, migrate
-from pipelines.history import start_run
 from pipelines.kairos_exports import (
     MissingColumnError,
     PseudonymKeyError,

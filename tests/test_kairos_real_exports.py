@@ -27,7 +27,7 @@ from kairos_export_fixtures import (
     training_plan,
 )
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 from pipelines.kairos_exports import ingest_export
 from pipelines.kairos_exports.pseudonym import Pseudonymiser
 

@@ -33,7 +33,7 @@ from kairos_export_fixtures import (
     training_plan,
 )
 
-from pipelines.db import get_engine, migrate
+from core.db import get_engine, migrate
 from pipelines.kairos_exports import MalformedFileError, contracts, ingest_export
 from pipelines.kairos_exports.lines import LINE_CHARS_MAX, RECORD_LINES_MAX
 from pipelines.kairos_exports.reading import (

@@ -19,10 +19,10 @@ import pytest
 from lxml import etree
 from sqlalchemy import text
 
+from core.config import GuichetUniqueMatcher, SourceConfig, SourcesConfig
+from core.db import get_engine, migrate
+from core.history import changes_in_last_run, sessions_as_of
 from pipelines import load as load_module
-from pipelines.config import GuichetUniqueMatcher, SourceConfig, SourcesConfig
-from pipelines.db import get_engine, migrate
-from pipelines.history import changes_in_last_run, sessions_as_of
 from pipelines.load import LockTimeout, SnapshotRefused, load_snapshot, source_lock
 from transforms.generator import write_offers
 from transforms.reader import DocumentError

@@ -11,8 +11,8 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
+from core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
 from pipelines.cli import app
-from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
 from pipelines.export_sessions import neutralise_cell
 from transforms.generator import write_offers
 

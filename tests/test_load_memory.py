@@ -19,8 +19,8 @@ from transforms.generator import write_offers
 
 MEASURE = """
 import json, resource, sys
-from pipelines.config import SourceConfig, SourcesConfig
-from pipelines.db import get_engine, migrate
+from core.config import SourceConfig, SourcesConfig
+from core.db import get_engine, migrate
 from pipelines.load import load_snapshot
 url = "sqlite:///" + sys.argv[2]
 engine = get_engine(url)

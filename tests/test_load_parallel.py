@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from core.config import GuichetUniqueMatcher, SourceConfig, SourcesConfig
+from core.copy_format import copy_text
+from core.db import get_engine, migrate
 from pipelines import load_parallel
-from pipelines.config import GuichetUniqueMatcher, SourceConfig, SourcesConfig
-from pipelines.copy_format import copy_text
-from pipelines.db import get_engine, migrate
 from pipelines.load import load_snapshot
 from transforms.generator import write_offers
 from transforms.reader import DocumentError, OfferReader

@@ -13,7 +13,7 @@ from datetime import date
 
 import pytest
 
-from pipelines.config import GuichetUniqueMatcher, SourceConfig
+from core.config import GuichetUniqueMatcher, SourceConfig
 from transforms.kairos_mapping import (
     guichet_unique_matcher,
     map_formation,

@@ -1,4 +1,4 @@
-"""Schema migrations (pipelines/db.py `migrate`), on SQLite and PostgreSQL: started at once on
+"""Schema migrations (core/db.py `migrate`), on SQLite and PostgreSQL: started at once on
 a fresh database, in threads and in processes; and the other steps refusing to run on a
 schema that is not current.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pipelines.db import (
+from core.db import (
     SchemaNotCurrentError,
     get_engine,
     head_revision,

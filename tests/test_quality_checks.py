@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from quality_data import AS_OF, NOW, OF_A, OF_B, OF_C, QualityData, days
 from typer.testing import CliRunner
 
+from core.db import read_query
 from pipelines.cli import app
-from pipelines.db import read_query
 from quality_checks.rules import (
     HEADLINE_RULE,
     RESULT_COLUMNS,
@@ -592,7 +592,7 @@ def test_a_killed_check_run_is_marked_interrupted_by_the_next(data: QualityData)
 
 def test_check_runs_of_one_scope_are_serialised(data: QualityData) -> None:
     """While a check run of a scope holds its lock, another waits, then fails clearly."""
-    from pipelines.history import RunLockTimeout, run_lock
+    from core.history import RunLockTimeout, run_lock
 
     data.session(carif_session_numero="blocked")
     with (

@@ -33,7 +33,7 @@ from kairos_export_fixtures import (
 )
 from quality_data import AS_OF, OF_A, OF_B, QualityData, days
 
-from pipelines.config import parse_config
+from core.config import parse_config
 from pipelines.kairos_exports.ingest import ingest_export
 from quality_checks.mail import MailError, SmtpSettings, send_report
 from quality_checks.report import build_report, neutralise, write_report

@@ -25,7 +25,7 @@ from test_mapping import (
     session,
 )
 
-from pipelines.config import GuichetUniqueMatcher, SourceConfig
+from core.config import GuichetUniqueMatcher, SourceConfig
 from transforms.generator import write_offers
 from transforms.kairos_mapping import map_formation
 from transforms.lheo_dates import parse_lheo_date

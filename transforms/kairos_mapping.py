@@ -36,7 +36,7 @@ from typing import NamedTuple, TypeVar
 
 from stdnum.fr import siret as stdnum_siret
 
-from pipelines.config import GuichetUniqueMatcher, SourceConfig
+from core.config import GuichetUniqueMatcher, SourceConfig
 from transforms.dispensateurs import (
     Dispensateur,
     dispensateurs,

@@ -8,7 +8,7 @@ lines are queued (`apply`); `flush` then, for the whole batch:
 2. confronts each line, in file order, with the enrolment as the earlier lines left it —
    in memory, so two lines of one candidate in one batch behave as if written one by one;
 3. writes the new enrolments, their events and the changed enrolments set-wise
-   (`pipelines.db.write_rows` / `bulk_update`: `COPY` on PostgreSQL), on PostgreSQL in a
+   (`core.db.write_rows` / `bulk_update`: `COPY` on PostgreSQL), on PostgreSQL in a
    writer thread while the next lines are parsed (`Run.write_behind`).
 
 Nothing of an enrolment is kept between batches: the next batch reads what this one wrote,
@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from pipelines.db import PreparedRows, bulk_update, read_sql, write_rows
+from core.db import PreparedRows, bulk_update, read_sql, write_rows
 from pipelines.kairos_exports.lifecycle import CurrentState, Plan, Status, Step, plan_steps
 from pipelines.kairos_exports.run import Run, content_hash, now
 
@@ -387,7 +387,7 @@ class _Batch:
             )
             changed = True
         if not changed:
-            # Unchanged rows are not rewritten (history convention, pipelines/history.py).
+            # Unchanged rows are not rewritten (history convention, core/history.py).
             run.count("unchanged")
             return
         merged.update(last_source=run.kind, updated_at=self.now, last_seen_run_id=run.run_id)

@@ -30,8 +30,8 @@ from typing import Literal, get_args
 
 import sqlalchemy as sa
 
-from pipelines.db import get_engine, require_current_schema
-from pipelines.history import (
+from core.db import get_engine, require_current_schema
+from core.history import (
     fail_run,
     finish_run,
     mark_interrupted_runs,
@@ -329,5 +329,5 @@ def _load_adherents(run: Run, table: ExportTable) -> None:
             )
             run.count("updated")
         else:
-            # Unchanged rows are not rewritten (history convention, pipelines/history.py).
+            # Unchanged rows are not rewritten (history convention, core/history.py).
             run.count("unchanged")

@@ -15,7 +15,7 @@ Each line is a `recruitment_slot` of origin `kairos` of the KAIROS session (CARI
 number, dispensateur SIRET), keyed `mod:<modality>:<start>:<end>` (`#2`… for repeats). A
 file replaces the `mod:` slots of every session it lists, and of every session of the CARIF
 sources it covers (`covers`, else the sources of the sessions it matched): a modality no
-longer listed is closed, with the history convention of pipelines/history.py. Slots from the
+longer listed is closed, with the history convention of core/history.py. Slots from the
 appointments export (`ico:`, `rdvi:`, `candidature:` keys) are left alone. Lines naming no
 session we hold are kept in `kairos_modality_unmatched` and counted. The run records which
 sources it covered on which day (`kairos_export_coverage`): the checks only call a session
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipelines.history import record_versions, utcnow
+from core.history import record_versions, utcnow
 from pipelines.kairos_exports.reading import Record
 from pipelines.kairos_exports.values import (
     choice,

@@ -1,6 +1,6 @@
 """Read side of the KAIROS exports: account validity, status as of a date, the export.
 
-Queries live in sql/kairos/ (pipelines.db.read_sql). Dates are bound as SQL dates so the
+Queries live in sql/kairos/ (core.db.read_sql). Dates are bound as SQL dates so the
 same text runs on PostgreSQL and SQLite; SQLite returns them as ISO text, normalised here.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipelines.db import get_engine, read_sql
+from core.db import get_engine, read_sql
 
 ExportFormat = Literal["csv", "json"]
 EXPORT_COLUMNS = (

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipelines.db import bulk_insert
-from pipelines.history import utcnow
+from core.db import bulk_insert
+from core.history import utcnow
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 An appointments export lists, per candidate, the ICO / RDVI / candidature window they
 are on; the distinct appointments of a session become `recruitment_slot` rows with
 `origin = 'kairos'` (the LHEO loader owns the 'lheo' ones). The convention of
-pipelines/history.py applies: a run marks the rows it writes (`first_seen_run_id`,
+core/history.py applies: a run marks the rows it writes (`first_seen_run_id`,
 `last_seen_run_id`, `closed_run_id`), leaves unchanged rows alone, then
 `record_versions` historises them in `recruitment_slot_version`.
 
@@ -24,7 +24,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pipelines.history import record_versions, utcnow
+from core.history import record_versions, utcnow
 
 ORIGIN = "kairos"
 

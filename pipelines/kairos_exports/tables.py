@@ -1,7 +1,7 @@
 """Table handles for the loaders: reflected, with the project's timestamp convention.
 
 The core model stores timestamps on SQLite as ISO text in UTC with a fixed format
-(pipelines.history.db_timestamp), so that as-of queries compare text correctly. The
+(core.history.db_timestamp), so that as-of queries compare text correctly. The
 loaders here write through SQLAlchemy Core on reflected tables, whose SQLite DATETIME
 type would use another text format: `UtcTimestamp` replaces it on every timestamp
 column so both writers agree.
@@ -32,7 +32,7 @@ class UtcTimestamp(TypeDecorator[datetime]):
         if value is None or dialect.name != "sqlite":
             return value
         assert isinstance(value, datetime)
-        # Same text as pipelines.history.db_timestamp.
+        # Same text as core.history.db_timestamp.
         return value.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

@@ -2,7 +2,7 @@
 -- "History"): SQLite's form of snapshot_trigger_postgresql.sql, row by row (SQLite has no
 -- statement-level triggers). The column list is the table's when the trigger was created:
 -- a migration that adds a column to {table} must install the triggers again
--- (pipelines.history.install_snapshot_triggers; tests/test_history_snapshots.py checks).
+-- (core.history.install_snapshot_triggers; tests/test_history_snapshots.py checks).
 CREATE TRIGGER {trigger}
 AFTER UPDATE ON {table}
 FOR EACH ROW

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection pipelines.db.migrate hands over."""
+"""Alembic environment: runs on the connection core.db.migrate hands over."""
 
 from __future__ import annotations
 

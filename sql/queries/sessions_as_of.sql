@@ -2,7 +2,7 @@
 -- midnight): the version valid at that instant, unless that version is a closing.
 -- Bind parameters: source, as_of.
 -- The current version's content is the row itself (the snapshot placeholder = the live row k
--- as JSON, pipelines/history.py); ended versions carry their own snapshot (migration 0007).
+-- as JSON, core/history.py); ended versions carry their own snapshot (migration 0007).
 SELECT k.id AS kairos_session_id,
        k.carif_action_numero,
        k.carif_session_numero,

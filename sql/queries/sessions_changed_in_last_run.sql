@@ -2,7 +2,7 @@
 -- KAIROS session version that this run opened, with the state it replaced (NULL for inserts).
 -- Bind parameter: source. For "changed since run R", filter on valid_from_run_id > R instead.
 -- The current version's content is the row itself (the snapshot placeholder = the live row k
--- as JSON, pipelines/history.py); ended versions carry their own snapshot (migration 0007).
+-- as JSON, core/history.py); ended versions carry their own snapshot (migration 0007).
 WITH last_run AS (
     SELECT MAX(id) AS id FROM run_ledger
     WHERE run_kind = 'lheo' AND source = :source AND status IN ('succeeded', 'noop')

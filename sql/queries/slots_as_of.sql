@@ -1,7 +1,7 @@
 -- The recruitment slots (both origins) of a source's sessions as they were at the as_of parameter.
 -- Bind parameters: source, as_of.
 -- The current version's content is the row itself (the snapshot placeholder = the live row r
--- as JSON, pipelines/history.py); ended versions carry their own snapshot (migration 0007).
+-- as JSON, core/history.py); ended versions carry their own snapshot (migration 0007).
 SELECT r.id AS recruitment_slot_id,
        r.kairos_session_id,
        r.origin,

@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 from sqlalchemy import text
 
-from pipelines.db import PROJECT_ROOT, get_engine
+from core.db import PROJECT_ROOT, get_engine
 from transforms.generator import write_offers
 
 NS23 = "http://lheo.gouv.fr/2.3"

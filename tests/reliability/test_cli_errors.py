@@ -19,8 +19,8 @@ from kairos_export_fixtures import FIXTURES_DIR
 from rel_helpers import CONFIG_YAML, cli_env, generated, query, run_cli
 from sqlalchemy.engine import make_url
 
+from core.db import PROJECT_ROOT
 from pipelines.cli_errors import ExitCode
-from pipelines.db import PROJECT_ROOT
 
 DB_SECRET = "db-S3cret-Pw-c41e"  # grepped for in every output
 PSEUDONYM_KEY = "pseudo-key-for-cli-errors-0123456789"

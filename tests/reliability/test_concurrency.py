@@ -13,7 +13,7 @@ from pathlib import Path
 from lxml import etree
 from rel_helpers import NS23, cli_env, edited, generated, ledger, open_keys, query
 
-from pipelines.db import PROJECT_ROOT, get_engine, migrate
+from core.db import PROJECT_ROOT, get_engine, migrate
 from pipelines.load import load_snapshot
 
 HERE = Path(__file__).resolve().parent

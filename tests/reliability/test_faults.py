@@ -27,9 +27,9 @@ from rel_helpers import NS23, cli_env, edited, generated, ledger, open_keys, sta
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from core.db import PROJECT_ROOT
 from pipelines import fetch
 from pipelines.cli import app
-from pipelines.db import PROJECT_ROOT
 from pipelines.fetch import LandingZoneError, RetryPolicy, fetch_kairos_exports, fetch_snapshot
 from pipelines.load import load_snapshot
 
@@ -71,7 +71,7 @@ def test_connection_terminated_mid_load_rolls_back(
 ) -> None:
     """The server terminates the loader's backend (pg_terminate_backend) while it is inside
     its load transaction; a table lock taken by the test holds it there, deterministically."""
-    from pipelines.db import get_engine, migrate
+    from core.db import get_engine, migrate
 
     engine = get_engine(postgres_url)
     migrate(engine)
@@ -185,7 +185,7 @@ def test_ingestion_killed_mid_run_then_next_run_repairs_the_ledger(db: str, tmp_
         insert_session,
     )
 
-    from pipelines.db import get_engine
+    from core.db import get_engine
     from pipelines.kairos_exports import ingest_export
 
     engine = get_engine(db)

@@ -168,7 +168,7 @@ BASE_CSV = {
 def test_exports_ingestion_loads_or_refuses_cleanly(
     sqlite_url: str, tmp_path: Path, kind: str
 ) -> None:
-    from pipelines.db import get_engine, migrate
+    from core.db import get_engine, migrate
 
     engine = get_engine(sqlite_url)
     migrate(engine)  # the DAG's migrate task, before any ingestion

@@ -27,8 +27,8 @@ from quality_data import AS_OF, QualityData, days
 from rel_helpers import NS23, edited, generated, ledger, query, state
 from typer.testing import CliRunner
 
+from core.db import get_engine
 from pipelines.cli import app
-from pipelines.db import get_engine
 from quality_checks.report import build_report
 
 runner = CliRunner()

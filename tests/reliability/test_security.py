@@ -16,7 +16,7 @@ from kairos_export_fixtures import FIXTURES_DIR, SESSION_A, SIRET_A, SIRET_M, in
 from rel_helpers import CONFIG_YAML, cli_env, generated, ledger, query, run_cli
 from sqlalchemy.engine import make_url
 
-from pipelines.db import PROJECT_ROOT, get_engine, migrate
+from core.db import PROJECT_ROOT, get_engine, migrate
 from pipelines.fetch import PathOutsideAllowedFolderError, snapshot_from_param
 from pipelines.kairos_exports import ingest_export
 from pipelines.load import load_snapshot
@@ -327,7 +327,7 @@ def test_unreachable_database_errors_are_one_line_without_the_password(tmp_path:
 def test_ledger_errors_mask_the_database_password(postgres_url: str) -> None:
     """Whatever text an error carries (a library echoing its connection string), the
     ledger never stores the password of the URL the run connected with."""
-    from pipelines.history import fail_run, start_run
+    from core.history import fail_run, start_run
 
     url = _with_password(postgres_url)
     engine = get_engine(url)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pipelines.history import (
+from core.history import (
     VERSIONING,
     drop_snapshot_triggers,
     install_snapshot_triggers,

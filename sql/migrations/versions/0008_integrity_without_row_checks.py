@@ -45,7 +45,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pipelines.db import execute_trigger_script, read_sql
+from core.db import execute_trigger_script, read_sql
 
 revision = "0008"
 down_revision = "0007"
@@ -53,7 +53,7 @@ branch_labels = None
 depends_on = None
 
 # What this revision changed, written out here rather than imported: a migration must keep
-# doing what it did when later code changes (pipelines/integrity.py lists the current state).
+# doing what it did when later code changes (core/integrity.py lists the current state).
 # table → its run-id columns whose foreign key to run_ledger goes (PostgreSQL).
 RUN_ID_KEYS = {
     "organisation": ("first_seen_run_id", "last_seen_run_id"),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pipelines.history import drop_snapshot_triggers, install_snapshot_triggers
+from core.history import drop_snapshot_triggers, install_snapshot_triggers
 
 revision = "0010"
 down_revision = "0009"

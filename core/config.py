@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 
 from core import settings as core_settings
-from pipelines.db import PROJECT_ROOT
+from core.db import PROJECT_ROOT
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "sources.yaml"
 DEFAULT_MAX_CLOSE_SHARE = 0.2

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, text
 
-from pipelines.db import read_sql
+from core.db import read_sql
 
 
 class Reference(NamedTuple):

@@ -39,7 +39,7 @@ import filelock
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from pipelines.db import execute_trigger_script, read_sql
+from core.db import execute_trigger_script, read_sql
 
 log = logging.getLogger(__name__)
 

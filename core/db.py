@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from core import settings
+from core.copy_format import copy_text
 from core.settings import PROJECT_ROOT
-from pipelines.copy_format import copy_text
 
 SQL_DIR = PROJECT_ROOT / "sql"
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "kairos.sqlite"
@@ -177,7 +177,7 @@ def execute_trigger_script(conn: Connection, script: str) -> None:
 
 
 # PostgreSQL advisory lock key of schema migrations (any constant; the run locks of
-# pipelines/history.py hash their own names, so they never meet this one).
+# core/history.py hash their own names, so they never meet this one).
 MIGRATION_LOCK_KEY = 0x6B616972_6D696772  # "kair" "migr"
 
 

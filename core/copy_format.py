@@ -1,7 +1,7 @@
 """PostgreSQL `COPY … FROM STDIN` text format: rendering rows without the database.
 
 Base module (no SQLAlchemy, nothing of the project): the LHEO load's worker processes
-render their blocks with it, and `pipelines.db.bulk_insert` sends rows with it.
+render their blocks with it, and `core.db.bulk_insert` sends rows with it.
 """
 
 from __future__ import annotations
