@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.db import read_query
-from pipelines.kairos_exports.lifecycle import Status
+from core.enrolment_status import Status
 from quality_checks.rules import Rule
 
 log = logging.getLogger(__name__)

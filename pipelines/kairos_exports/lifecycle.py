@@ -1,4 +1,4 @@
-"""The candidate and trainee lifecycle in KAIROS, as data: statuses and allowed transitions.
+"""The candidate and trainee lifecycle in KAIROS, as data: which status may follow which.
 
 Sources (DOMAIN.md "Candidate and trainee lifecycle"): obligations deck (KAIROS ICO/RDVI screens,
 registration statuses RETENU → A VALIDER → INSCRIT, entry, attendance, transfer rules),
@@ -6,6 +6,7 @@ SOFI–Ouiform–Kairos deck (KAIROS NG candidatures: contacté / injoignable / 
 interview, result; "RDV annulé" in the ICO registrants list) and FAQ Occitanie (question 26: a
 trainee absent at the start is a withdrawal; after one hour of training it is an abandon).
 
+The statuses themselves are a vocabulary of the stored data (core/enrolment_status.py).
 The table `TRANSITIONS` is the single source of truth: the loader asks `is_allowed`, the
 docs (docs/kairos-exports.md) draw the same table as a mermaid diagram, and the tests walk
 every row. A transition is `forward` (progress along the path) or a `correction` /
@@ -18,33 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from functools import cache
 from typing import Literal
 
-
-class Status(StrEnum):
-    """Enrolment statuses. Values are stored in the database and exported."""
-
-    POSITIONNE = "positionne"  # inscrit sur une ICO / un RDVI / une plage de candidature
-    CONTACTE = "contacte"  # candidature: prise de contact réussie (SOFI–Ouiform–Kairos deck)
-    INJOIGNABLE = "injoignable"  # candidature: candidat injoignable (SOFI–Ouiform–Kairos deck)
-    REFUS_CANDIDAT = "refus_candidat"  # candidature: le candidat refuse (SOFI–Ouiform–Kairos deck)
-    PRESENT = "present"  # présent à l'ICO / au RDVI / à l'entretien
-    ABSENT = "absent"  # absent à l'ICO / au RDVI / à l'entretien
-    RDV_ANNULE = "rdv_annule"  # RDV annulé, à l'initiative du demandeur d'emploi (obligations deck)
-    RDV_SUPPRIME = "rdv_supprime"  # plage de RDV supprimée par l'OF (obligations deck)
-    RETENU = "retenu"
-    RETENU_EN_ATTENTE = "retenu_en_attente"  # retenu mis en attente (liste d'attente)
-    NON_RETENU = "non_retenu"
-    A_VALIDER = "a_valider"  # à valider par France Travail / Mission Locale / Cap emploi
-    INSCRIT = "inscrit"  # inscription validée (AIS générée)
-    ENTRE = "entre"  # entrée effective en formation (AES)
-    ABSENT_ENTREE = "absent_entree"  # absent à l'entrée: désistement (FAQ Occitanie 26)
-    INTERRUPTION = "interruption"  # période d'interruption (> 15 jours, obligations deck)
-    ABANDON = "abandon"
-    SORTI = "sorti"  # sortie de formation
-
+from core.enrolment_status import Status
 
 S = Status
 TransitionKind = Literal["forward", "correction", "repositioning"]
