@@ -12,9 +12,9 @@ line of its error, the run's address in the Airflow UI and the time in Europe/Pa
   instead (`notify_run_failure` spools them), and the backfill's last run sends one digest
   (`send_backfill_digest`, the sync DAG's last task).
 
-The SMTP settings and client are the report's (quality_checks/mail.py: ``KAIROS_SMTP_*``
-environment variables, else the Airflow connection ``smtp_default``), so there is one mail
-setup and one SMTP client. The
+The SMTP settings and client are the report's (core/smtp.py: ``KAIROS_SMTP_*`` environment
+variables, else the Airflow connection ``smtp_default``), so there is one mail setup and one
+SMTP client. The
 recipients are ``KAIROS_ALERT_TO`` (comma-separated); unset = the notice is logged only.
 A notice that cannot be sent is logged, never raised: a callback error would hide the
 original failure.
@@ -37,7 +37,7 @@ from core import settings
 from core.db import PROJECT_ROOT
 
 if TYPE_CHECKING:
-    from quality_checks.mail import SmtpSettings
+    from core.smtp import SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ def _send(
         return False
     try:
         if settings is None:
-            from quality_checks.mail import resolve_settings
+            from core.smtp import resolve_settings
 
             settings = resolve_settings()
         send_mail(settings, to, subject, body)
@@ -303,8 +303,8 @@ def _send(
 
 
 def send_mail(settings: SmtpSettings, recipients: Sequence[str], subject: str, body: str) -> None:
-    """A plain-text message through the report's SMTP client (quality_checks.mail)."""
-    from quality_checks.mail import deliver
+    """A plain-text message through the SMTP client of the report (core/smtp.py)."""
+    from core.smtp import deliver
 
     message = EmailMessage()
     message["From"] = settings.sender
