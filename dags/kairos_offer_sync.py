@@ -38,12 +38,13 @@ from airflow.sdk import (
     task_group,
 )
 
+from pipelines.notify import on_dag_failure, on_task_failure
 from pipelines.orchestration import (
     SESSIONS_ASSET_NAME,
     SESSIONS_ASSET_URI,
     SYNC_DAG_ID,
     TIMEZONE,
-    configured_source_names,
+    form_params,
     snapshot_param_description,
 )
 
@@ -53,19 +54,6 @@ SESSIONS = Asset(name=SESSIONS_ASSET_NAME, uri=SESSIONS_ASSET_URI)
 def _name_map_index(job: dict[str, Any]) -> None:
     """Name the running mapped instance after its source (see map_index_template)."""
     get_current_context()["source_name"] = job["source"]  # type: ignore[typeddict-unknown-key]
-
-
-def _notify_failure(context: Any) -> None:
-    # Imported when a run fails, not at parse time.
-    from pipelines.notify import notify_run_failure
-
-    notify_run_failure(context)
-
-
-def _record_failure(context: Any) -> None:
-    from pipelines.notify import record_task_failure
-
-    record_task_failure(context)
 
 
 @dag(
@@ -79,40 +67,25 @@ def _record_failure(context: Any) -> None:
     max_active_runs=1,
     max_active_tasks=4,
     dagrun_timeout=pendulum.duration(hours=4),
-    on_failure_callback=_notify_failure,
-    default_args={"on_failure_callback": _record_failure},
+    on_failure_callback=on_dag_failure,
+    default_args={"on_failure_callback": on_task_failure},
     tags=["kairos", "lheo"],
     # Every field has a default: the types admit null so that the form shows them optional.
     params={
-        "sources": Param(
-            [],
-            type=["null", "array"],
-            items={"type": "string"},
-            examples=configured_source_names(),
-            title="Sources",
-            description="Sources to synchronise; empty = every configured source.",
-        ),
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="As-of date",
-            description="Date the checks and report speak about; empty = the logical date.",
+        **form_params(
+            sources_help="Sources to synchronise; empty = every configured source.",
+            as_of_help="Date the checks and report speak about; empty = the logical date.",
+            send_title="Send the report",
+            send_help=(
+                "E-mail the Region report once the data is in. A backfill sends only when "
+                "its conf says so (tick 'Override parameters' in the backfill dialog)."
+            ),
         ),
         "dry_run": Param(
             False,
             type=["null", "boolean"],
             title="Dry run",
             description="Validate and check only: nothing is archived, loaded or published.",
-        ),
-        "send_email": Param(
-            True,
-            type=["null", "boolean"],
-            title="Send the report",
-            description=(
-                "E-mail the Region report once the data is in. A backfill sends only when "
-                "its conf says so (tick 'Override parameters' in the backfill dialog)."
-            ),
         ),
         "snapshot_file": Param(
             None,

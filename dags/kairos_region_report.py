@@ -16,24 +16,19 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, dag, get_current_context, task
 
+from pipelines.notify import on_dag_failure
 from pipelines.orchestration import (
     REPORT_DAG_ID,
     SESSIONS_ASSET_NAME,
     SESSIONS_ASSET_URI,
     TIMEZONE,
-    configured_source_names,
+    form_params,
 )
 
 SESSIONS = Asset(name=SESSIONS_ASSET_NAME, uri=SESSIONS_ASSET_URI)
 REPORTS = Asset(name="kairos_reports", uri="kairos://reports")
-
-
-def _notify_failure(context: Any) -> None:
-    from pipelines.notify import notify_run_failure
-
-    notify_run_failure(context)
 
 
 @dag(
@@ -44,31 +39,14 @@ def _notify_failure(context: Any) -> None:
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=pendulum.duration(hours=1),
-    on_failure_callback=_notify_failure,
+    on_failure_callback=on_dag_failure,
     tags=["kairos", "report"],
-    params={
-        "sources": Param(
-            [],
-            type=["null", "array"],
-            items={"type": "string"},
-            examples=configured_source_names(),
-            title="Sources",
-            description="Sources to report on; empty = those of the asset event, else all.",
-        ),
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            title="As-of date",
-            description="Empty = the as-of date of the sync that triggered this run.",
-        ),
-        "send_email": Param(
-            True,
-            type=["null", "boolean"],
-            title="Send e-mails",
-            description="Off: write the report files only.",
-        ),
-    },
+    params=form_params(
+        sources_help="Sources to report on; empty = those of the asset event, else all.",
+        as_of_help="Empty = the as-of date of the sync that triggered this run.",
+        send_title="Send e-mails",
+        send_help="Off: write the report files only.",
+    ),
     doc_md=__doc__,
 )
 def kairos_region_report() -> None:

@@ -312,3 +312,13 @@ def send_mail(settings: SmtpSettings, recipients: Sequence[str], subject: str, b
     message["Subject"] = subject
     message.set_content(body)
     deliver(settings, message, tuple(recipients))
+
+
+def on_dag_failure(context: Any) -> None:
+    """Both DAGs' ``on_failure_callback`` (Airflow's callback type: context in, nothing out)."""
+    notify_run_failure(context)
+
+
+def on_task_failure(context: Any) -> None:
+    """The sync DAG's tasks' ``on_failure_callback``: what failed, for the run's notice."""
+    record_task_failure(context)

@@ -262,6 +262,36 @@ def migrate_step(jobs: Sequence[Mapping[str, Any]], *, db_url: str | None = None
     return list(jobs)
 
 
+def form_params(
+    *, sources_help: str, as_of_help: str, send_title: str, send_help: str
+) -> dict[str, Any]:
+    """The trigger-form fields both DAGs have: sources, as-of date, send. Every type admits
+    null, so that the form shows them optional (each has a default); an empty field means
+    the default. Built at parse time: reads the sources file's names and nothing else."""
+    from airflow.sdk import Param
+
+    return {
+        "sources": Param(
+            [],
+            type=["null", "array"],
+            items={"type": "string"},
+            examples=configured_source_names(),
+            title="Sources",
+            description=sources_help,
+        ),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="As-of date",
+            description=as_of_help,
+        ),
+        "send_email": Param(
+            True, type=["null", "boolean"], title=send_title, description=send_help
+        ),
+    }
+
+
 def snapshot_param_description() -> str:
     """The trigger form's help for `snapshot_file`, naming the landing zone of this server."""
     return (
