@@ -83,10 +83,10 @@ def generate(
         str, typer.Option(help="YYYY-MM-DD around which session dates are spread")
     ] = "2026-11-01",
 ) -> None:
-    """Write a synthetic, deterministic LHEO offer file (see transforms/generator.py)."""
+    """Write a synthetic, deterministic LHEO offer file (see samples/generator.py)."""
     import datetime
 
-    from transforms.generator import write_offers
+    from samples.generator import write_offers
 
     try:
         reference = datetime.date.fromisoformat(reference_date)

@@ -22,7 +22,7 @@ from core.db import get_engine, migrate
 from pipelines.kairos_exports import ingest_export
 from pipelines.load import LedgerEntry, load_snapshot
 from quality_checks.report import WrittenReport, build_report
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 # (source name, LHEO version, formations, seed): one SMF-style and one SIGMA-style source,
 # as configured in config/sources.yaml.

@@ -28,10 +28,9 @@ from pipelines.load_steps import RUN_KIND, LedgerEntry
 
 PARALLEL_MIN_BYTES = 8_000_000  # below this, starting worker processes costs more than it saves
 # What decides the rows a file gives: the code of the reader, extraction, mapping and load
-# (every module of transforms/ but the offer generator, pipelines/load*.py, the history
-# helpers), the schemas and sql/load.
+# (every module of transforms/, pipelines/load*.py, the history helpers), the schemas and
+# sql/load.
 _CODE_FILES = ("core/history.py",)
-_NOT_LOADER_CODE = frozenset({"generator.py"})
 
 
 def worker_count(file: Path, workers: int | None) -> int:
@@ -52,7 +51,7 @@ def code_digest() -> str:
     digest = hashlib.sha256()
     paths = [root / name for name in _CODE_FILES]
     paths += sorted((root / "pipelines").glob("load*.py"))
-    paths += sorted(p for p in (root / "transforms").glob("*.py") if p.name not in _NOT_LOADER_CODE)
+    paths += sorted((root / "transforms").glob("*.py"))
     paths += sorted((root / "sql" / "load").glob("*.sql"))
     paths += sorted((root / "lheo_schemas").glob("*.xsd"))
     for path in paths:

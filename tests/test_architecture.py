@@ -10,14 +10,15 @@ import ast
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "lheo_schemas", "transforms", "quality_checks", "pipelines", "dags")
+PACKAGES = ("core", "lheo_schemas", "transforms", "samples", "quality_checks", "pipelines", "dags")
 # What each floor may import (besides itself): the floors below it.
 MAY_IMPORT: dict[str, set[str]] = {
     "core": set(),
     "lheo_schemas": set(),
     "transforms": {"core", "lheo_schemas"},
+    "samples": {"core", "lheo_schemas", "transforms"},
     "quality_checks": {"core"},
-    "pipelines": {"core", "lheo_schemas", "transforms", "quality_checks"},
+    "pipelines": {"core", "lheo_schemas", "transforms", "samples", "quality_checks"},
     "dags": {"core", "pipelines"},
 }
 # The top floor of pipelines/: the entry points (the CLI, the Airflow steps, the demo).

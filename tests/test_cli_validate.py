@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 runner = CliRunner()
 

@@ -31,8 +31,8 @@ from test_load_parallel import (
 from core.config import SourceConfig, SourcesConfig
 from core.db import get_engine
 from pipelines.load import load_snapshot
+from samples.generator import write_offers
 from transforms.formation_digest import DigestSet, UnchangedFormation, formation_digest
-from transforms.generator import write_offers
 from transforms.reader import OfferReader
 from transforms.records import Formation
 

@@ -1,4 +1,4 @@
-"""The synthetic LHEO offer generator (transforms/generator.py) and `kairos-sync generate`.
+"""The synthetic LHEO offer generator (samples/generator.py) and `kairos-sync generate`.
 
 Generated files are validated against the project's schemas (lheo_schemas/) and, when
 ../shared is present, against the published LHEO schemas too.
@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from lheo_schemas import schema_path
 from pipelines.cli import app
-from transforms.generator import FAULT_KINDS, LHEO_NAMESPACES, GenerationStats, write_offers
+from samples.generator import FAULT_KINDS, LHEO_NAMESPACES, GenerationStats, write_offers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED_SCHEMAS = {"2.2": "lheo-2.2.1.xsd", "2.3": "lheo-2.3.0.xsd"}
@@ -211,7 +211,7 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object]) -> None:
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from transforms import generator
+    from samples import generator
 
     original = generator._FormationBuilder.formation
 
@@ -416,7 +416,7 @@ def test_cli_generate_rejects_bad_options(tmp_path: Path, bad: list[str]) -> Non
 _PEAK_RSS = """
 import resource, subprocess, sys
 generate = (
-    "import sys; from transforms.generator import write_offers; "
+    "import sys; from samples.generator import write_offers; "
     "write_offers(sys.argv[1], formations=int(sys.argv[2]), seed=3, lheo_version='2.3')"
 )
 subprocess.run([sys.executable, "-c", generate, *sys.argv[1:]], check=True)

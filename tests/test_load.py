@@ -24,7 +24,7 @@ from core.db import get_engine, migrate
 from core.history import changes_in_last_run, sessions_as_of
 from pipelines import load as load_module
 from pipelines.load import LockTimeout, SnapshotRefused, load_snapshot, source_lock
-from transforms.generator import write_offers
+from samples.generator import write_offers
 from transforms.reader import DocumentError
 
 NS = {"2.2": "http://www.lheo.org/2.2", "2.3": "http://lheo.gouv.fr/2.3"}

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from core.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, parse_config
 from pipelines.cli import app
 from pipelines.export_sessions import neutralise_cell
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 runner = CliRunner()
 

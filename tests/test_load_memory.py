@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 MEASURE = """
 import json, resource, sys

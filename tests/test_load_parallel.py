@@ -27,7 +27,7 @@ from core.copy_format import copy_text
 from core.db import get_engine, migrate
 from pipelines import load_parallel
 from pipelines.load import load_snapshot
-from transforms.generator import write_offers
+from samples.generator import write_offers
 from transforms.reader import DocumentError, OfferReader
 
 CONFIG = SourcesConfig(

@@ -27,7 +27,7 @@ from core.db import (
     require_current_schema,
     schema_revision,
 )
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 
 def test_concurrent_migrations_of_a_fresh_database(db_url: str) -> None:

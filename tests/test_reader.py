@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.generator import write_offers
+from samples.generator import write_offers
 from transforms.reader import DocumentError, OfferReader, read_offers
 from transforms.records import Formation, QuarantinedRecord
 

@@ -16,7 +16,7 @@ import pytest
 from core import settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "pipelines", "transforms", "quality_checks", "lheo_schemas", "dags")
+PACKAGES = ("core", "pipelines", "transforms", "samples", "quality_checks", "lheo_schemas", "dags")
 # Not a read: GX's own switch, set (setdefault) before GX is imported.
 WRITES = {("quality_checks/gx_validation.py", "setdefault")}
 

@@ -26,7 +26,7 @@ from test_mapping import (
 )
 
 from core.config import GuichetUniqueMatcher, SourceConfig
-from transforms.generator import write_offers
+from samples.generator import write_offers
 from transforms.kairos_mapping import map_formation
 from transforms.lheo_dates import parse_lheo_date
 from transforms.reader import read_offers

@@ -81,7 +81,7 @@ def environment(home: Path, *, port: int, smtp_port: int, project_var: Path) -> 
 def prepare_samples(today: datetime.date, *, force: bool = False) -> None:
     """One generated snapshot per configured sample source (the CARIF drop folder)."""
     sys.path.insert(0, str(ROOT))
-    from transforms.generator import write_offers
+    from samples.generator import write_offers
 
     versions = {"smf-normandie": "2.2", "sigma-occitanie": "2.3"}
     for index, source in enumerate(SOURCES):

@@ -103,7 +103,7 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple
 
 def sessions_per_formation(version: str, workdir: Path) -> float:
     """Calibrate the generator: average sessions per formation for this version."""
-    from transforms.generator import write_offers
+    from samples.generator import write_offers
 
     stats = write_offers(workdir / "calibrate.xml", formations=400, seed=1, lheo_version=version)
     (workdir / "calibrate.xml").unlink()
@@ -171,7 +171,7 @@ def generate(file: Path, version: str, size: int, workdir: Path, keep: bool) -> 
     """Write the benchmark's offer file; returns its LHEO session count. With `keep`, a file
     generated before (same name, with its `.sessions` sidecar) is reused: the generator is
     deterministic, and a 1 M file takes minutes to write."""
-    from transforms.generator import write_offers
+    from samples.generator import write_offers
 
     sidecar = file.with_suffix(".sessions")
     if keep and file.exists() and sidecar.exists():

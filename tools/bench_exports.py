@@ -200,7 +200,7 @@ def bench_exports(
     file = workdir / f"training-plans-{lines}.csv"
     copies: list[str] = []
     try:
-        from transforms.generator import write_offers
+        from samples.generator import write_offers
 
         per_formation = sessions_per_formation("2.3", workdir)
         formations = max(1, round(lines / LINES_PER_SESSION / per_formation))

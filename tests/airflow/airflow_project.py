@@ -13,7 +13,7 @@ from typing import Any
 import pendulum
 from sqlalchemy import create_engine, text
 
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 PARIS = "Europe/Paris"
 

@@ -5,7 +5,7 @@ of its version's namespace (as transforms/reader.py does), by both schemas, and 
 verdicts are compared. Documents:
 
 * the 18 real LHEO 2.2 records of ../shared/reference/real-lheo (read in place);
-* offers written by transforms/generator.py (2.2 and 2.3, valid and partly invalid);
+* offers written by samples/generator.py (2.2 and 2.3, valid and partly invalid);
 * mutations of a real 2.2 record, of tests/fixtures/lheo-2.3-conformance.xml and of a
   generated 2.3 offer: one named function per mutation, each with the verdicts it must
   get. A mutation meant to break must be rejected by the published schema too, so a
@@ -648,14 +648,14 @@ def _fixture_base() -> etree._Element:
 
 def _generator() -> object | None:
     try:
-        return importlib.import_module("transforms.generator")
+        return importlib.import_module("samples.generator")
     except ModuleNotFoundError as exc:
-        if exc.name != "transforms.generator":
+        if exc.name != "samples.generator":
             raise
         return None
 
 
-GENERATOR_MISSING = "transforms/generator.py (write_offers) is not in the project yet"
+GENERATOR_MISSING = "samples/generator.py (write_offers) is not in the project yet"
 
 
 def _generated(

@@ -17,7 +17,7 @@ from lxml import etree
 from sqlalchemy import text
 
 from core.db import PROJECT_ROOT, get_engine
-from transforms.generator import write_offers
+from samples.generator import write_offers
 
 NS23 = "http://lheo.gouv.fr/2.3"
 NS22 = "http://www.lheo.org/2.2"

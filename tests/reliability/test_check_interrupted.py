@@ -187,7 +187,7 @@ def test_a_load_whose_lock_connection_dies_is_not_recorded_succeeded(
     while the load runs (the load's own connection, inside its transaction, survives), the
     server has released the lock, another load of the source may have started: the load
     rolls back and is recorded failed (exit 3), and the next one succeeds."""
-    from transforms.generator import write_offers
+    from samples.generator import write_offers
 
     offers = tmp_path / "offers.xml"
     write_offers(offers, formations=10, seed=5, lheo_version="2.3")

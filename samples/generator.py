@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import json
 import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from lxml import etree
 from stdnum import luhn
@@ -103,414 +104,42 @@ class _Metier:
     activities: tuple[str, ...]
 
 
-_METIERS: Final[tuple[_Metier, ...]] = (
+# The word lists are data, not code: samples/generator_tables.json.
+_TABLES: Final[dict[str, Any]] = json.loads(
+    Path(__file__).with_name("generator_tables.json").read_text(encoding="utf-8")
+)
+_METIERS: Final[tuple[_Metier, ...]] = tuple(
     _Metier(
-        "Agent de propreté et d'hygiène",
-        "Titre professionnel",
-        ("42811", "42812", "42829"),
-        "343",
-        ("K2204",),
-        4,
-        (
-            "réaliser un nettoyage manuel des surfaces",
-            "utiliser une monobrosse et une autolaveuse",
-            "respecter les protocoles d'hygiène en milieu sensible",
-        ),
-    ),
-    _Metier(
-        "Aide-soignant",
-        "Diplôme d'État",
-        ("43436", "43409"),
-        "331",
-        ("J1501",),
-        4,
-        (
-            "accompagner la personne dans les activités de la vie quotidienne",
-            "évaluer l'état clinique d'une personne",
-            "mettre en œuvre des soins adaptés",
-        ),
-    ),
-    _Metier(
-        "Cariste d'entrepôt",
-        "Titre professionnel",
-        ("31812", "31815", "31811"),
-        "311",
-        ("N1101", "N1103"),
-        4,
-        (
-            "conduire un chariot élévateur en sécurité",
-            "préparer des commandes",
-            "charger et décharger des camions",
-        ),
-    ),
-    _Metier(
-        "Développeur web et web mobile",
-        "Titre professionnel",
-        ("31088", "31054", "31094"),
-        "326",
-        ("M1805",),
-        5,
-        (
-            "développer la partie front-end d'une application web",
-            "concevoir une base de données",
-            "déployer une application sécurisée",
-        ),
-    ),
-    _Metier(
-        "Secrétaire assistant",
-        "Titre professionnel",
-        ("35054", "35028"),
-        "324",
-        ("M1607",),
-        4,
-        (
-            "assurer les travaux courants de secrétariat",
-            "assister une équipe dans la communication des informations",
-            "traiter les opérations administratives liées aux ressources humaines",
-        ),
-    ),
-    _Metier(
-        "Comptable assistant",
-        "Titre professionnel",
-        ("32663", "32688"),
-        "314",
-        ("M1203",),
-        4,
-        (
-            "assurer les travaux courants de comptabilité",
-            "préparer la paie et les déclarations sociales",
-            "établir les déclarations fiscales courantes",
-        ),
-    ),
-    _Metier(
-        "Cuisinier",
-        "Titre professionnel",
-        ("42752", "42754"),
-        "221",
-        ("G1602",),
-        4,
-        (
-            "préparer, cuire et dresser des entrées et des plats",
-            "réceptionner et stocker les marchandises",
-            "appliquer les règles d'hygiène HACCP",
-        ),
-    ),
-    _Metier(
-        "Serveur en restauration",
-        "Titre professionnel",
-        ("42788", "42784"),
-        "334",
-        ("G1803",),
-        3,
-        (
-            "accueillir et conseiller la clientèle",
-            "réaliser le service en salle",
-            "préparer et servir les boissons",
-        ),
-    ),
-    _Metier(
-        "Maçon",
-        "Titre professionnel",
-        ("22454", "22435"),
-        "232",
-        ("F1703",),
-        3,
-        (
-            "réaliser des ouvrages en maçonnerie de blocs",
-            "couler des éléments en béton armé",
-            "lire un plan d'exécution",
-        ),
-    ),
-    _Metier(
-        "Électricien d'équipement du bâtiment",
-        "Titre professionnel",
-        ("24054", "24049"),
-        "255",
-        ("F1602",),
-        3,
-        (
-            "réaliser l'installation électrique d'un logement",
-            "poser des réseaux de communication",
-            "mettre en service une installation",
-        ),
-    ),
-    _Metier(
-        "Plaquiste",
-        "Titre professionnel",
-        ("22403", "22402", "22301"),
-        "233",
-        ("F1604",),
-        3,
-        (
-            "réaliser des cloisons en plaques de plâtre",
-            "poser des isolants thermiques et acoustiques",
-            "réaliser des plafonds suspendus",
-        ),
-    ),
-    _Metier(
-        "Soudeur assembleur industriel",
-        "Titre professionnel",
-        ("23684", "23654"),
-        "254",
-        ("H2913",),
-        3,
-        (
-            "souder à plat des ensembles de tôlerie",
-            "assembler des éléments de charpente métallique",
-            "contrôler la conformité des soudures",
-        ),
-    ),
-    _Metier(
-        "Conseiller de vente",
-        "Titre professionnel",
-        ("34566", "34554"),
-        "312",
-        ("D1214", "D1211"),
-        4,
-        (
-            "accueillir et conseiller le client",
-            "assurer la tenue et l'animation du rayon",
-            "conclure une vente et fidéliser la clientèle",
-        ),
-    ),
-    _Metier(
-        "Conducteur du transport routier de marchandises",
-        "Titre professionnel",
-        ("31831", "31834"),
-        "311",
-        ("N4101",),
-        3,
-        (
-            "conduire un poids lourd en sécurité",
-            "réaliser des opérations de chargement",
-            "appliquer la réglementation des transports",
-        ),
-    ),
-    _Metier(
-        "Agent de sûreté et de sécurité privée",
-        "Titre professionnel",
-        ("42877", "42866"),
-        "344",
-        ("K2503",),
-        3,
-        (
-            "surveiller un site et ses accès",
-            "intervenir en cas d'incident",
-            "appliquer les consignes de sécurité incendie",
-        ),
-    ),
-    _Metier(
-        "Assistant de vie aux familles",
-        "Titre professionnel",
-        ("42056", "44083"),
-        "330",
-        ("K1302", "K1304"),
-        3,
-        (
-            "entretenir le logement et le linge d'un particulier",
-            "accompagner la personne dans ses actes essentiels",
-            "relayer les parents dans la garde des enfants",
-        ),
-    ),
-    _Metier(
-        "Jardinier paysagiste",
-        "CAP",
-        ("21054", "21046"),
-        "214",
-        ("A1203",),
-        3,
-        (
-            "entretenir des espaces verts",
-            "réaliser des plantations",
-            "poser des aménagements paysagers",
-        ),
-    ),
-    _Metier(
-        "Employé commercial en magasin",
-        "Titre professionnel",
-        ("34502", "34588"),
-        "312",
-        ("D1507",),
-        3,
-        (
-            "approvisionner un rayon",
-            "tenir un poste de caisse",
-            "accueillir et orienter les clients",
-        ),
-    ),
-    _Metier(
-        "Technicien d'assistance en informatique",
-        "Titre professionnel",
-        ("31028", "24231"),
-        "326",
-        ("I1401", "M1810"),
-        4,
-        (
-            "assister les utilisateurs en centre de services",
-            "maintenir et sécuriser un poste de travail",
-            "intervenir sur un réseau local",
-        ),
-    ),
-    _Metier(
-        "Agent de maintenance des bâtiments",
-        "Titre professionnel",
-        ("22252", "22294"),
-        "230",
-        ("I1203",),
-        3,
-        (
-            "réaliser des travaux de plomberie courants",
-            "entretenir les installations électriques",
-            "remettre en état les revêtements",
-        ),
-    ),
-    _Metier(
-        "Savoirs de base et compétences clés",
-        "",
-        ("15061", "15040", "15050"),
-        "411",
-        ("K2111",),
-        1,
-        (
-            "communiquer en français à l'écrit et à l'oral",
-            "utiliser les règles de base de calcul",
-            "utiliser les outils numériques",
-        ),
-    ),
-    _Metier(
-        "Français langue étrangère",
-        "",
-        ("15235", "15254"),
-        "136",
-        ("K2111",),
-        1,
-        (
-            "comprendre des situations de la vie courante",
-            "se présenter à un employeur",
-            "rédiger un message simple",
-        ),
-    ),
-    _Metier(
-        "Construction du projet professionnel",
-        "",
-        ("15041", "15043"),
-        "415",
-        ("K1801",),
-        1,
-        (
-            "identifier ses compétences transférables",
-            "découvrir des métiers en entreprise",
-            "élaborer un plan d'action vers l'emploi",
-        ),
-    ),
-    _Metier(
-        "Création et reprise d'entreprise",
-        "",
-        ("32047", "32054"),
-        "310",
-        ("M1302",),
-        4,
-        (
-            "construire un business plan",
-            "choisir un statut juridique",
-            "prospecter ses premiers clients",
-        ),
-    ),
+        **{
+            **metier,
+            "formacodes": tuple(metier["formacodes"]),
+            "romes": tuple(metier["romes"]),
+            "activities": tuple(metier["activities"]),
+        }
+    )
+    for metier in _TABLES["metiers"]
 )
 
-_NON_CERT_PREFIXES: Final = (
-    "Préparation à l'entrée en formation",
-    "Découverte des métiers :",
-    "Prépa compétences",
-    "Remise à niveau",
-    "Parcours d'accès à l'emploi",
-)
-_TITLE_SUFFIXES: Final = ("", "", "", " (H/F)", " - parcours modulaire", " en alternance")
-_GENERIC_MODULES: Final = (
-    "Sauveteur secouriste du travail (SST)",
-    "Techniques de recherche d'emploi",
-    "Communication professionnelle",
-    "Prévention des risques professionnels",
-    "Période d'application en entreprise",
-    "Accompagnement à la certification",
-    "Savoirs numériques de base",
-    "Développement durable et écogestes",
-)
-_RYTHMES: Final = (
-    "Temps plein, 35 heures par semaine",
-    "Temps partiel, 3 jours par semaine",
-    "Continu temps plein, Modulaire",
-    "Alternance centre / entreprise",
-    "Discontinu, en soirée et le samedi matin",
-    "Formation à distance avec regroupements mensuels",
-)
-_CONDITIONS: Final = (
-    "-",
-    "Aucune",
-    "Être inscrit comme demandeur d'emploi",
-    "Permis B souhaité",
-    "Visite médicale d'aptitude obligatoire",
-    "Maîtrise des savoirs de base (lire, écrire, compter)",
-)
-_ALTERNANCES: Final = (
-    "-",
-    "Stage pratique de 4 semaines en entreprise",
-    "Alternance 2 semaines en centre / 2 semaines en entreprise",
-)
+_NON_CERT_PREFIXES: Final = tuple(_TABLES["non_cert_prefixes"])
+_TITLE_SUFFIXES: Final = tuple(_TABLES["title_suffixes"])
+_GENERIC_MODULES: Final = tuple(_TABLES["generic_modules"])
+_RYTHMES: Final = tuple(_TABLES["rythmes"])
+_CONDITIONS: Final = tuple(_TABLES["conditions"])
+_ALTERNANCES: Final = tuple(_TABLES["alternances"])
 _MODALITES_RECRUTEMENT_22: Final = (
     "Information collective puis entretien individuel",
     "Tests de positionnement et entretien de motivation",
     "Dossier de candidature, CV et lettre de motivation",
     "Entretien individuel sur rendez-vous",
 )
-_MODALITES_INSCRIPTION: Final = (
-    "Inscription auprès de votre conseiller France Travail, Mission Locale ou Cap emploi",
-    "Prescription par un conseiller en évolution professionnelle",
-    "Inscription directe auprès de l'organisme",
-)
-_PRENOMS: Final = (
-    "Camille", "Nathalie", "Julien", "Sophie", "Karim", "Isabelle", "Thomas", "Émilie",
-    "Laurent", "Fatima", "Nicolas", "Céline", "Mathieu", "Aurélie", "Yannick", "Sandrine",
-    "Hélène", "Olivier", "Inès", "Bruno",
-)  # fmt: skip
-_NOMS: Final = (
-    "Martin", "Lefebvre", "Dubois", "Moreau", "Laurent", "Lemoine", "Girard", "Roux",
-    "Fournier", "Mercier", "Lefèvre", "Bonnet", "Garnier", "Chevalier", "Marchand",
-    "Benali", "Lacroix", "Perrin", "Robin", "Delmas",
-)  # fmt: skip
-_ORG_KINDS: Final = (
-    "Institut de formation",
-    "Centre de formation",
-    "GRETA",
-    "Association",
-    "Campus",
-    "École",
-    "CFA",
-    "Organisme de formation",
-    "Maison de la formation",
-    "Atelier",
-)
-_ORG_NAMES: Final = (
-    "Horizon", "Avenir Compétences", "du Bocage", "des Métiers", "Littoral", "Pays d'Auge",
-    "Cotentin", "Garonne", "Méditerranée", "Pyrénées", "Cévennes", "Seine", "Alpha",
-    "Trajectoires", "Solidarité Emploi", "Tremplin", "Cap Métiers", "Nouvel Élan",
-    "Les Compagnons", "Ressources", "Passerelle", "Boussole",
-)  # fmt: skip
-_LEGAL_FORMS: Final = ("SARL", "SAS", "ASSOCIATION", "GIP", "SCOP", "EURL")
-_STREETS: Final = (
-    "rue de la République", "avenue du Général de Gaulle", "boulevard Jean Jaurès",
-    "rue Victor Hugo", "rue des Écoles", "chemin des Vignes", "place de la Mairie",
-    "rue du Commerce", "allée des Tilleuls", "quai de la Seine", "rue Pasteur",
-    "impasse des Artisans",
-)  # fmt: skip
-_DETACHED_PLACES: Final = (
-    "Antenne de",
-    "Salle municipale de",
-    "Site délocalisé de",
-    "Espace emploi de",
-    "Maison France services de",
-    "Salle louée -",
-)
+_MODALITES_INSCRIPTION: Final = tuple(_TABLES["modalites_inscription"])
+_PRENOMS: Final = tuple(_TABLES["prenoms"])
+_NOMS: Final = tuple(_TABLES["noms"])
+_ORG_KINDS: Final = tuple(_TABLES["org_kinds"])
+_ORG_NAMES: Final = tuple(_TABLES["org_names"])
+_LEGAL_FORMS: Final = tuple(_TABLES["legal_forms"])
+_STREETS: Final = tuple(_TABLES["streets"])
+_DETACHED_PLACES: Final = tuple(_TABLES["detached_places"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,42 +156,13 @@ class _Town:
 
 _TOWNS: Final[tuple[_Town, ...]] = tuple(
     _Town(name, cp, insee, dep, region, lat, lon, "02 61 91" if region == "28" else "05 36 49")
-    for name, cp, insee, dep, region, lat, lon in (
-        ("Caen", "14000", "14118", "14", "28", 49.1829, -0.3707),
-        ("Rouen", "76000", "76540", "76", "28", 49.4432, 1.0999),
-        ("Le Havre", "76600", "76351", "76", "28", 49.4944, 0.1079),
-        ("Cherbourg-en-Cotentin", "50100", "50129", "50", "28", 49.6337, -1.6222),
-        ("Alençon", "61000", "61001", "61", "28", 48.4329, 0.0913),
-        ("Évreux", "27000", "27229", "27", "28", 49.0270, 1.1508),
-        ("Saint-Lô", "50000", "50502", "50", "28", 49.1157, -1.0906),
-        ("Lisieux", "14100", "14366", "14", "28", 49.1466, 0.2265),
-        ("Dieppe", "76200", "76217", "76", "28", 49.9229, 1.0775),
-        ("Bayeux", "14400", "14047", "14", "28", 49.2764, -0.7024),
-        ("Vernon", "27200", "27681", "27", "28", 49.0929, 1.4846),
-        ("Flers", "61100", "61169", "61", "28", 48.7489, -0.5694),
-        ("Toulouse", "31000", "31555", "31", "76", 43.6047, 1.4442),
-        ("Montpellier", "34000", "34172", "34", "76", 43.6108, 3.8767),
-        ("Nîmes", "30000", "30189", "30", "76", 43.8367, 4.3601),
-        ("Perpignan", "66000", "66136", "66", "76", 42.6887, 2.8948),
-        ("Béziers", "34500", "34032", "34", "76", 43.3442, 3.2158),
-        ("Narbonne", "11100", "11262", "11", "76", 43.1843, 3.0042),
-        ("Carcassonne", "11000", "11069", "11", "76", 43.2130, 2.3491),
-        ("Albi", "81000", "81004", "81", "76", 43.9289, 2.1464),
-        ("Montauban", "82000", "82121", "82", "76", 44.0176, 1.3550),
-        ("Tarbes", "65000", "65440", "65", "76", 43.2328, 0.0781),
-        ("Rodez", "12000", "12202", "12", "76", 44.3506, 2.5750),
-        ("Cahors", "46000", "46042", "46", "76", 44.4475, 1.4419),
-        ("Auch", "32000", "32013", "32", "76", 43.6465, 0.5855),
-        ("Foix", "09000", "09122", "09", "76", 42.9653, 1.6072),
-        ("Castres", "81100", "81065", "81", "76", 43.6060, 2.2400),
-        ("Alès", "30100", "30007", "30", "76", 44.1250, 4.0810),
-    )
+    for name, cp, insee, dep, region, lat, lon in _TABLES["towns"]
 )
 
 # dict-financeurs, weighted towards the usual funders of job seekers' training.
-_FINANCEURS_22: Final = ("2", "2", "2", "4", "4", "3", "5", "10", "16", "11", "7", "0", "15")
+_FINANCEURS_22: Final = tuple(_TABLES["financeurs_22"])
 _FINANCEURS_23: Final = (*_FINANCEURS_22, "17", "18", "19", "20")
-_PUBLICS: Final = ("83056", "80006", "80009", "80007", "80003", "80001")
+_PUBLICS: Final = tuple(_TABLES["publics"])
 
 
 @dataclass(frozen=True, slots=True)

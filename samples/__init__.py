@@ -1,0 +1,1 @@
+"""Synthetic LHEO offers for the demo, the tests and the benchmark (not production code)."""
