@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -195,12 +194,15 @@ def wait_runs(
     raise SystemExit(f"{dag_id}: {count} finished run(s) not seen in {timeout:.0f} s: {current}")
 
 
-def archive(landing: Path, source: str, day: datetime.date, data: bytes) -> None:
-    folder = landing / source / day.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "offres.xml").write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    (folder / "offres.xml.sha256").write_text(f"{digest}  offres.xml\n", encoding="ascii")
+def archive(env: Mapping[str, str], source: str, day: datetime.date, file: Path) -> None:
+    """A past night's file into the check's landing zone, as an operator would do it."""
+    subprocess.run(
+        [str(BIN / "kairos-sync"), "archive", str(file), "--source", source, "--date", str(day)],
+        env=dict(env),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def count_mails(mail_log: Path) -> int:
@@ -342,12 +344,10 @@ def check(args: argparse.Namespace) -> int:
         # Backfills the way the UI's dialog creates them (REST API, same body). Without
         # "Override parameters" ticked the dialog sends no conf: every source, and the
         # plan must not send the report. Ticked, its conf selects one source and sends.
-        landing = home / "landing"
         token = api_token(home, args.port)
         quiet_night = today - datetime.timedelta(days=3)
         for source in SOURCES:
-            data = (ROOT / "var" / "sources" / source / "offres.xml").read_bytes()
-            archive(landing, source, quiet_night, data)
+            archive(env, source, quiet_night, ROOT / "var" / "sources" / source / "offres.xml")
         log(f"backfill {quiet_night} through the REST API with no conf (override not ticked)")
         first = ui_backfill(args.port, token, [quiet_night], conf=None)
         expected += 1
@@ -363,7 +363,7 @@ def check(args: argparse.Namespace) -> int:
         days = [today - datetime.timedelta(days=n) for n in (2, 1)]
         source_file = ROOT / "var" / "sources" / "smf-normandie" / "offres.xml"
         for day in days:
-            archive(landing, "smf-normandie", day, source_file.read_bytes())
+            archive(env, "smf-normandie", day, source_file)
         # Ticked, the dialog sends every field of the form (defaults included).
         conf = {
             "sources": ["smf-normandie"],
